@@ -1,0 +1,104 @@
+//! Pure VHD structures: bytes in, typed structures out, and back.
+//!
+//! Owns the on-disk layouts of the Microsoft VHD 1.0 specification (footer,
+//! dynamic header, parent locators, BAT, sector bitmaps, XenServer's batmap)
+//! and the CHS geometry algorithm. Nothing here touches a file: callers read a
+//! region once and hand the slice over. Parsing checks only what is needed to
+//! make sense of the bytes (cookies, lengths); the rules a checker applies live
+//! in `check/`, so that a damaged structure can still be shown.
+
+pub mod bat;
+pub mod batmap;
+pub mod footer;
+pub mod geometry;
+pub mod header;
+
+pub use bat::{Bat, BAT_UNUSED};
+pub use batmap::{Batmap, BATMAP_COOKIE};
+pub use footer::{DiskType, Footer, FOOTER_COOKIE, FOOTER_SIZE};
+pub use geometry::Geometry;
+pub use header::{DynamicHeader, ParentLocator, PlatformCode, HEADER_COOKIE, HEADER_SIZE};
+
+/// Bytes in a VHD sector.
+pub const SECTOR_SIZE: u64 = 512;
+
+/// Seconds between the Unix epoch and the VHD epoch (2000-01-01 00:00:00 UTC).
+pub const VHD_EPOCH_UNIX: i64 = 946_684_800;
+
+/// Largest virtual size qemu (and 32-bit sector BAT entries) allow: 0xFF000000 sectors.
+pub const MAX_VIRTUAL_SIZE: u64 = 0xFF00_0000 * SECTOR_SIZE;
+
+/// A structure that could not be parsed: which one, which field, where, and the values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{structure} at {offset:#x}: {field}: found {found}, expected {expected}")]
+pub struct FormatError {
+    /// The structure being parsed, e.g. "footer".
+    pub structure: &'static str,
+    /// The field at fault, named as in the specification.
+    pub field: &'static str,
+    /// Absolute byte offset of the field in the file.
+    pub offset: u64,
+    /// What the bytes say.
+    pub found: String,
+    /// What the field should hold.
+    pub expected: String,
+}
+
+/// The VHD checksum: one's complement of the byte sum, with the checksum
+/// field itself (`skip`, a byte range) counted as zero.
+pub fn checksum(bytes: &[u8], skip: std::ops::Range<usize>) -> u32 {
+    let sum = bytes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !skip.contains(i))
+        .fold(0u32, |acc, (_, &b)| acc.wrapping_add(u32::from(b)));
+    !sum
+}
+
+/// Rounds `value` up to a multiple of `to` (a non-zero value), or `None` on overflow.
+pub fn round_up(value: u64, to: u64) -> Option<u64> {
+    value.checked_next_multiple_of(to)
+}
+
+/// Renders four bytes as text when they are printable ASCII, else as hex.
+pub fn fourcc(bytes: [u8; 4]) -> String {
+    if bytes
+        .iter()
+        .all(|b| b.is_ascii_graphic() || *b == b' ' || *b == 0)
+    {
+        bytes
+            .iter()
+            .map(|&b| {
+                if b == 0 {
+                    "\\0".to_string()
+                } else {
+                    char::from(b).to_string()
+                }
+            })
+            .collect()
+    } else {
+        format!("0x{:08x}", u32::from_be_bytes(bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_skips_its_own_field() {
+        let mut bytes = [1u8; 8];
+        let a = checksum(&bytes, 4..6);
+        bytes[4] = 0xff;
+        bytes[5] = 0x12;
+        assert_eq!(a, checksum(&bytes, 4..6));
+        assert_eq!(a, !6u32);
+    }
+
+    #[test]
+    fn fourcc_shows_text_or_hex() {
+        assert_eq!(fourcc(*b"vpc "), "vpc ");
+        assert_eq!(fourcc(*b"tap\0"), "tap\\0");
+        assert_eq!(fourcc([0xff, 1, 2, 3]), "0xff010203");
+    }
+}
