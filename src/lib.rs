@@ -6,4 +6,11 @@
 #![deny(unsafe_code)]
 
 pub mod disk;
+pub mod error;
 pub mod format;
+
+pub use error::{Error, Result};
+pub mod check;
+pub mod info;
+pub mod output;
+pub mod repair;

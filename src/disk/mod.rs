@@ -1,1 +1,164 @@
+//! A virtual-disk view over raw, fixed, dynamic and differencing sources.
+//!
+//! Every command reads disks through [`VirtualDisk`]: a size, a native block
+//! size, and for any byte range either "zero", a slice of the mapped file, or
+//! bytes merged through a differencing chain. Detecting the kind of a file
+//! ([`detect`]) is separate from opening it ([`open`]). This layer trusts
+//! nothing: every offset taken from the file is checked against its size.
+
 pub mod device;
+pub mod dynamic;
+pub mod flat;
+pub mod parent;
+pub mod source;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+pub use source::Source;
+
+use crate::format::{image::has_head_footer, image::tail_footer_kind, DiskType, TailFooter};
+use crate::{Error, Result};
+
+/// Longest chain of differencing disks followed (the leaf included).
+pub const MAX_CHAIN_DEPTH: usize = 16;
+
+/// What a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Raw,
+    Fixed,
+    Dynamic,
+    Differencing,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Raw => "raw",
+            Kind::Fixed => "fixed",
+            Kind::Dynamic => "dynamic",
+            Kind::Differencing => "differencing",
+        }
+    }
+
+    pub fn from_disk_type(t: DiskType) -> Kind {
+        match t {
+            DiskType::Fixed => Kind::Fixed,
+            DiskType::Dynamic => Kind::Dynamic,
+            DiskType::Differencing => Kind::Differencing,
+        }
+    }
+}
+
+/// Detects a file's kind from its bytes, never its name. A VHD is a file
+/// whose last 512 (or 511) bytes carry the footer cookie, or whose first
+/// sector is a dynamic disk's footer copy (a damaged tail); anything else is
+/// raw, including a raw disk whose last sector is zero.
+pub fn detect(bytes: &[u8]) -> Option<DiskType> {
+    use crate::format::Footer;
+    let tail = tail_footer_kind(bytes);
+    let n = bytes.len();
+    let footer = match tail {
+        TailFooter::Standard => Footer::parse(&bytes[n - 512..], 0).ok(),
+        TailFooter::Short => Footer::parse(&bytes[n - 511..], 0).ok(),
+        TailFooter::Missing if has_head_footer(bytes) => Footer::parse(&bytes[..512], 0).ok(),
+        TailFooter::Missing => None,
+    }?;
+    match footer.disk_type() {
+        Some(t) => Some(t),
+        // An unknown type: judge by the data offset, so check can report it.
+        None if footer.data_offset == u64::MAX => Some(DiskType::Fixed),
+        None => Some(DiskType::Dynamic),
+    }
+}
+
+/// A run of bytes of a virtual disk.
+#[derive(Debug)]
+pub enum Block<'a> {
+    /// Every byte reads as zero.
+    Zero,
+    /// The bytes, straight from the mapped file.
+    Data(&'a [u8]),
+    /// The bytes, assembled (through a chain, or across blocks).
+    Owned(Vec<u8>),
+}
+
+impl Block<'_> {
+    /// The bytes, or `None` for a zero block.
+    pub fn data(&self) -> Option<&[u8]> {
+        match self {
+            Block::Zero => None,
+            Block::Data(d) => Some(d),
+            Block::Owned(v) => Some(v),
+        }
+    }
+
+    /// Copies the bytes into `buf` (zeros for a zero block).
+    pub fn copy_to(&self, buf: &mut [u8]) {
+        match self.data() {
+            None => buf.fill(0),
+            Some(d) => buf.copy_from_slice(d),
+        }
+    }
+}
+
+/// A virtual disk: what any reader of an image sees.
+pub trait VirtualDisk: Send + Sync {
+    /// The file this view was opened from (the leaf, for a chain).
+    fn path(&self) -> &Path;
+    fn kind(&self) -> Kind;
+    /// The virtual size in bytes.
+    fn size_bytes(&self) -> u64;
+    /// The native allocation unit (a VHD's block size; 2 MiB for raw files).
+    fn block_size_bytes(&self) -> u64;
+    /// The bytes `offset..offset+len`, which must lie inside the disk.
+    fn range(&self, offset: u64, len: usize) -> Result<Block<'_>>;
+    /// Whether `offset..offset+len` is known to read as zero without reading
+    /// it (holes, unallocated blocks). `false` means "maybe data".
+    fn is_unallocated(&self, offset: u64, len: u64) -> bool;
+    /// Drops the mapped pages behind `offset..offset+len` (resident memory).
+    fn release(&self, _offset: u64, _len: u64) {}
+    /// The parent of a differencing disk.
+    fn parent(&self) -> Option<&dyn VirtualDisk> {
+        None
+    }
+
+    /// Fills `buf` from `offset`.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.range(offset, buf.len())?.copy_to(buf);
+        Ok(())
+    }
+}
+
+/// Checks that `offset..offset+len` lies inside a disk of `size` bytes.
+pub(crate) fn check_range(path: &Path, offset: u64, len: usize, size: u64) -> Result<u64> {
+    let end = u64::try_from(len).ok().and_then(|l| offset.checked_add(l));
+    match end {
+        Some(end) if end <= size => Ok(end),
+        _ => Err(Error::Usage(format!(
+            "{}: read of {len} bytes at {offset:#x} is past the virtual size {size}",
+            path.display()
+        ))),
+    }
+}
+
+/// Opens an image of any kind, following a differencing chain, and refuses
+/// what it cannot read correctly (damaged structures, a missing parent).
+pub fn open(path: &Path) -> Result<Box<dyn VirtualDisk>> {
+    open_chain(path, &mut Vec::new())
+}
+
+pub(crate) fn open_chain(
+    path: &Path,
+    seen: &mut Vec<std::path::PathBuf>,
+) -> Result<Box<dyn VirtualDisk>> {
+    let source = Source::open(path)?;
+    match detect(source.bytes()) {
+        None => Ok(Box::new(flat::FlatDisk::raw(source))),
+        Some(DiskType::Fixed) => Ok(Box::new(flat::FlatDisk::fixed(source)?)),
+        Some(_) => Ok(Box::new(dynamic::DynamicDisk::open(source, seen)?)),
+    }
+}

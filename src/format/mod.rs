@@ -12,12 +12,14 @@ pub mod batmap;
 pub mod footer;
 pub mod geometry;
 pub mod header;
+pub mod image;
 
 pub use bat::{Bat, BAT_UNUSED};
 pub use batmap::{Batmap, BATMAP_COOKIE};
 pub use footer::{DiskType, Footer, FOOTER_COOKIE, FOOTER_SIZE};
 pub use geometry::Geometry;
 pub use header::{DynamicHeader, ParentLocator, PlatformCode, HEADER_COOKIE, HEADER_SIZE};
+pub use image::{Layout, TailFooter};
 
 /// Bytes in a VHD sector.
 pub const SECTOR_SIZE: u64 = 512;

@@ -1,0 +1,801 @@
+//! The rules, one small function per structure. Offsets in messages are
+//! absolute file offsets of the field at fault.
+
+use super::{Findings, Options};
+use crate::disk::dynamic::MAX_BLOCK_SIZE;
+use crate::format::bat::{bitmap_bit, table_size_bytes};
+use crate::format::footer::{
+    CHECKSUM_RANGE, FEATURE_RESERVED, FEATURE_TEMPORARY, FIXED_DATA_OFFSET, FORMAT_VERSION,
+    HIDDEN_OFFSET,
+};
+use crate::format::header::{HEADER_DATA_OFFSET, HEADER_SIZE_U64, HEADER_VERSION, LOCATORS_OFFSET};
+use crate::format::image::{DynamicParts, TailFooter};
+use crate::format::{
+    checksum, geometry::MAX_GEOMETRY, Batmap, DiskType, Footer, Geometry, Layout, PlatformCode,
+    MAX_VIRTUAL_SIZE, SECTOR_SIZE, VHD_EPOCH_UNIX,
+};
+
+/// All rules for one file.
+pub(crate) fn check_layout(f: &mut Findings<'_>, layout: &Layout, bytes: &[u8], options: &Options) {
+    check_tail(f, layout);
+    if let Ok(footer) = &layout.tail_footer {
+        check_footer(f, footer, layout.footer_offset, bytes, options);
+        check_sizes(f, footer, layout);
+    } else if let Some(Ok(head)) = &layout.head_footer {
+        check_footer(f, head, 0, bytes, options);
+    }
+    check_copies(f, layout);
+    if let Some(dynamic) = &layout.dynamic {
+        match dynamic {
+            Ok(parts) => check_dynamic(f, layout, parts, bytes),
+            Err(e) => f.error(
+                if e.field == "cookie" {
+                    "HEADER_COOKIE"
+                } else {
+                    "HEADER_MISSING"
+                },
+                e.offset,
+                format!(
+                    "dynamic header: {}: found {}, expected {}",
+                    e.field, e.found, e.expected
+                ),
+            ),
+        }
+    }
+}
+
+fn check_tail(f: &mut Findings<'_>, layout: &Layout) {
+    match layout.tail_kind {
+        TailFooter::Standard => {}
+        TailFooter::Short => f.warn(
+            "FOOTER_511",
+            layout.footer_offset,
+            "the footer is 511 bytes (a file made before Virtual PC 2004); tolerated",
+        ),
+        TailFooter::Missing => f.error(
+            "FOOTER_MISSING",
+            layout.footer_offset,
+            match &layout.tail_footer {
+                Err(e) => format!(
+                    "footer at the end of the file: cookie: found {}, expected {} (the copy at offset 0 is valid: `vhdkit repair` can restore it)",
+                    e.found, e.expected
+                ),
+                Ok(_) => "footer missing at the end of the file".to_string(),
+            },
+        ),
+    }
+    if layout.tail_kind == TailFooter::Standard && layout.file_size % SECTOR_SIZE != 0 {
+        f.warn(
+            "FILE_SIZE",
+            layout.file_size,
+            format!("file size {} is not a multiple of 512", layout.file_size),
+        );
+    }
+}
+
+fn check_footer(f: &mut Findings<'_>, footer: &Footer, at: u64, _bytes: &[u8], options: &Options) {
+    let computed = footer.computed_checksum();
+    if footer.checksum != computed {
+        if footer.hidden() != 0 && footer.checksum == footer.computed_checksum_without_hidden() {
+            f.warn(
+                "FOOTER_CHECKSUM_HIDDEN",
+                at + CHECKSUM_RANGE.start as u64,
+                format!(
+                    "footer checksum {:#010x} was computed with XenServer's hidden byte (offset {HIDDEN_OFFSET}) as zero; tolerated",
+                    footer.checksum
+                ),
+            );
+        } else {
+            f.error(
+                "FOOTER_CHECKSUM",
+                at + 64,
+                format!(
+                    "footer checksum: stored {:#010x}, computed {computed:#010x}",
+                    footer.checksum
+                ),
+            );
+        }
+    }
+    if footer.features & FEATURE_RESERVED == 0 {
+        f.error(
+            "FOOTER_FEATURES",
+            at + 8,
+            format!(
+                "footer features: found {:#010x}, expected the reserved bit 0x2 set",
+                footer.features
+            ),
+        );
+    }
+    if footer.features & !(FEATURE_RESERVED | FEATURE_TEMPORARY) != 0 {
+        f.warn(
+            "FOOTER_FEATURES",
+            at + 8,
+            format!(
+                "footer features: found {:#010x}, expected only bits 0x1 and 0x2",
+                footer.features
+            ),
+        );
+    }
+    if footer.file_format_version != FORMAT_VERSION {
+        f.error(
+            "FOOTER_VERSION",
+            at + 12,
+            format!(
+                "footer file format version: found {:#010x}, expected {FORMAT_VERSION:#010x}",
+                footer.file_format_version
+            ),
+        );
+    }
+    let now = options.now_unix.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    });
+    let stamp = VHD_EPOCH_UNIX + i64::from(footer.time_stamp);
+    if stamp > now {
+        f.warn(
+            "FOOTER_TIMESTAMP",
+            at + 24,
+            format!(
+                "footer timestamp {} ({}) is in the future",
+                footer.time_stamp,
+                crate::info::rfc3339(footer.time_stamp)
+            ),
+        );
+    }
+    let disk_type = footer.disk_type();
+    match disk_type {
+        None => f.error(
+            "FOOTER_DISK_TYPE",
+            at + 60,
+            format!(
+                "footer disk type: found {}, expected 2 (fixed), 3 (dynamic) or 4 (differencing)",
+                footer.disk_type_code
+            ),
+        ),
+        Some(DiskType::Fixed) if footer.data_offset != FIXED_DATA_OFFSET => f.error(
+            "FOOTER_DATA_OFFSET",
+            at + 16,
+            format!(
+                "footer data offset of a fixed disk: found {:#x}, expected 0xffffffffffffffff",
+                footer.data_offset
+            ),
+        ),
+        Some(DiskType::Dynamic | DiskType::Differencing) if footer.data_offset == FIXED_DATA_OFFSET => f.error(
+            "FOOTER_DATA_OFFSET",
+            at + 16,
+            "footer data offset of a dynamic disk: found 0xffffffffffffffff, expected the dynamic header's offset (512)",
+        ),
+        Some(DiskType::Dynamic | DiskType::Differencing) if footer.data_offset % SECTOR_SIZE != 0 || footer.data_offset < 512 => f.error(
+            "FOOTER_DATA_OFFSET",
+            at + 16,
+            format!(
+                "footer data offset: found {:#x}, expected a sector-aligned offset after the footer copy (512)",
+                footer.data_offset
+            ),
+        ),
+        _ => {}
+    }
+    if footer.unique_id == [0; 16] {
+        f.error("FOOTER_UNIQUE_ID", at + 68, "footer unique id is all zero");
+    }
+    if footer.saved_state > 1 {
+        f.error(
+            "FOOTER_SAVED_STATE",
+            at + 84,
+            format!(
+                "footer saved state: found {}, expected 0 or 1",
+                footer.saved_state
+            ),
+        );
+    } else if footer.saved_state == 1 {
+        f.warn(
+            "FOOTER_SAVED_STATE",
+            at + 84,
+            "footer saved state is set: the disk belongs to a saved virtual machine",
+        );
+    }
+    if let Some(i) = footer.reserved.iter().skip(1).position(|&b| b != 0) {
+        f.warn(
+            "FOOTER_RESERVED",
+            at + 86 + i as u64,
+            format!(
+                "footer reserved bytes: found {:#04x} at reserved offset {}, expected zero",
+                footer.reserved[i + 1],
+                86 + i
+            ),
+        );
+    }
+    if footer.hidden() > 1 {
+        f.warn(
+            "FOOTER_HIDDEN",
+            at + HIDDEN_OFFSET as u64,
+            format!(
+                "XenServer hidden flag: found {}, expected 0 or 1",
+                footer.hidden()
+            ),
+        );
+    }
+    if footer.current_size % SECTOR_SIZE != 0 {
+        f.error(
+            "FOOTER_CURRENT_SIZE",
+            at + 48,
+            format!(
+                "footer current size {}: expected a multiple of 512",
+                footer.current_size
+            ),
+        );
+    }
+    if footer.current_size > MAX_VIRTUAL_SIZE {
+        f.error(
+            "FOOTER_CURRENT_SIZE",
+            at + 48,
+            format!(
+                "footer current size {}: expected at most {MAX_VIRTUAL_SIZE} (2040 GiB, the VHD limit)",
+                footer.current_size
+            ),
+        );
+    }
+}
+
+/// The three sizes and the geometry.
+fn check_sizes(f: &mut Findings<'_>, footer: &Footer, layout: &Layout) {
+    let at = layout.footer_offset;
+    let expected = Geometry::from_size(footer.current_size);
+    let chs = footer.geometry.size_bytes();
+    if footer.geometry != expected && footer.geometry != MAX_GEOMETRY {
+        f.warn(
+            "GEOMETRY",
+            at + 56,
+            format!(
+                "footer disk geometry: found {} ({chs} bytes), expected {expected} for current size {}",
+                footer.geometry, footer.current_size
+            ),
+        );
+    }
+    if chs > footer.current_size && footer.geometry != MAX_GEOMETRY {
+        f.warn(
+            "GEOMETRY_TOO_LARGE",
+            at + 56,
+            format!(
+                "footer disk geometry {} covers {chs} bytes, more than current size {}",
+                footer.geometry, footer.current_size
+            ),
+        );
+    }
+    if footer.original_size != footer.current_size {
+        f.warn(
+            "SIZE_DISAGREE",
+            at + 40,
+            format!(
+                "original size {} differs from current size {}: Glance records the original, Hyper-V and qemu the current",
+                footer.original_size, footer.current_size
+            ),
+        );
+    }
+    let qemu = crate::format::footer::qemu_size(footer);
+    if qemu != footer.current_size {
+        f.warn(
+            "SIZE_DISAGREE",
+            at + 56,
+            format!(
+                "qemu reads this creator ({}) by geometry: {qemu} bytes, not current size {}",
+                crate::format::fourcc(footer.creator_application),
+                footer.current_size
+            ),
+        );
+    }
+    if footer.disk_type() == Some(DiskType::Fixed) && footer.current_size != layout.footer_offset {
+        f.error(
+            "FIXED_SIZE",
+            at + 48,
+            format!(
+                "fixed disk: current size {}, but {} bytes of data precede the footer",
+                footer.current_size, layout.footer_offset
+            ),
+        );
+    }
+}
+
+/// The footer copy at offset 0 against the one at the end.
+fn check_copies(f: &mut Findings<'_>, layout: &Layout) {
+    let Some(head) = &layout.head_footer else {
+        return;
+    };
+    match (head, &layout.tail_footer) {
+        (Err(e), Ok(_)) => f.error(
+            "FOOTER_COPY",
+            0,
+            format!(
+                "footer copy at offset 0: {}: found {}, expected {} (`vhdkit repair` can restore it from the end)",
+                e.field, e.found, e.expected
+            ),
+        ),
+        (Ok(h), Ok(t)) if h != t => {
+            let hb = h.to_bytes();
+            let tb = t.to_bytes();
+            let first = hb.iter().zip(tb.iter()).position(|(a, b)| a != b).unwrap_or(0);
+            if h.checksum != h.computed_checksum() && t.checksum == t.computed_checksum() {
+                f.error(
+                    "FOOTER_COPY",
+                    64,
+                    format!(
+                        "footer copy at offset 0: checksum stored {:#010x}, computed {:#010x} (`vhdkit repair` can restore it from the end)",
+                        h.checksum,
+                        h.computed_checksum()
+                    ),
+                );
+            }
+            f.error(
+                "FOOTER_COPIES_DIFFER",
+                first as u64,
+                format!(
+                    "the footer copy at offset 0 differs from the footer at {:#x}, first at byte {first}: {:#04x} vs {:#04x}",
+                    layout.footer_offset, hb[first], tb[first]
+                ),
+            );
+        }
+        (Ok(h), Err(_)) if h.checksum != h.computed_checksum() => f.error(
+            "FOOTER_COPY",
+            64,
+            format!(
+                "footer copy at offset 0: checksum stored {:#010x}, computed {:#010x}",
+                h.checksum,
+                h.computed_checksum()
+            ),
+        ),
+        _ => {}
+    }
+}
+
+/// A region of the file that holds metadata, for overlap tests.
+struct Region {
+    start: u64,
+    end: u64,
+    what: String,
+}
+
+fn check_dynamic(f: &mut Findings<'_>, layout: &Layout, parts: &DynamicParts, bytes: &[u8]) {
+    let h = &parts.header;
+    let at = parts.header_offset;
+    let footer = &layout.footer;
+    let file_end = layout.footer_offset;
+    let computed = h.computed_checksum();
+    if h.checksum != computed {
+        f.error(
+            "HEADER_CHECKSUM",
+            at + 36,
+            format!(
+                "dynamic header checksum: stored {:#010x}, computed {computed:#010x}",
+                h.checksum
+            ),
+        );
+    }
+    if h.header_version != HEADER_VERSION {
+        f.error(
+            "HEADER_VERSION",
+            at + 24,
+            format!(
+                "dynamic header version: found {:#010x}, expected {HEADER_VERSION:#010x}",
+                h.header_version
+            ),
+        );
+    }
+    if h.data_offset != HEADER_DATA_OFFSET {
+        f.error(
+            "HEADER_DATA_OFFSET",
+            at + 8,
+            format!(
+                "dynamic header data offset: found {:#x}, expected 0xffffffffffffffff",
+                h.data_offset
+            ),
+        );
+    }
+    let bs = h.block_size;
+    let block_size_ok = bs.is_power_of_two() && (512..=MAX_BLOCK_SIZE).contains(&bs);
+    if !block_size_ok {
+        f.error(
+            "HEADER_BLOCK_SIZE",
+            at + 32,
+            format!("dynamic header block size: found {bs}, expected a power of two from 512 to {MAX_BLOCK_SIZE}"),
+        );
+    }
+    if h.table_offset == 0 || h.table_offset % SECTOR_SIZE != 0 {
+        f.error(
+            "HEADER_TABLE_OFFSET",
+            at + 16,
+            format!(
+                "dynamic header table offset: found {:#x}, expected a non-zero multiple of 512",
+                h.table_offset
+            ),
+        );
+    }
+    let bat_len = table_size_bytes(u64::from(h.max_table_entries));
+    if h.table_offset.saturating_add(bat_len) > file_end {
+        f.error(
+            "BAT_OUTSIDE",
+            at + 16,
+            format!(
+                "BAT at {:#x} with {} entries ends at {:#x}, past the footer at {file_end:#x}",
+                h.table_offset,
+                h.max_table_entries,
+                h.table_offset.saturating_add(bat_len)
+            ),
+        );
+    }
+    if block_size_ok {
+        let needed = footer.current_size.div_ceil(u64::from(bs));
+        if u64::from(h.max_table_entries) < needed {
+            f.error(
+                "HEADER_TABLE_ENTRIES",
+                at + 28,
+                format!(
+                    "dynamic header max table entries: found {}, expected at least {needed} for current size {} and block size {bs}",
+                    h.max_table_entries, footer.current_size
+                ),
+            );
+        }
+    }
+    if h.reserved1 != 0 || h.reserved2.iter().any(|&b| b != 0) {
+        f.warn(
+            "HEADER_RESERVED",
+            at + 60,
+            "dynamic header reserved bytes are not zero",
+        );
+    }
+    let differencing = footer.disk_type() == Some(DiskType::Differencing);
+    if differencing && h.parent_unique_id == [0; 16] {
+        f.error(
+            "HEADER_PARENT_ID",
+            at + 40,
+            "differencing disk: parent unique id is all zero",
+        );
+    }
+
+    // Metadata regions: footer copy, header, BAT, locators, batmap.
+    let mut regions = vec![
+        Region {
+            start: 0,
+            end: 512,
+            what: "footer copy".into(),
+        },
+        Region {
+            start: at,
+            end: at + HEADER_SIZE_U64,
+            what: "dynamic header".into(),
+        },
+        Region {
+            start: h.table_offset,
+            end: h.table_offset.saturating_add(bat_len),
+            what: "BAT".into(),
+        },
+    ];
+    check_locators(f, parts, differencing, file_end, &mut regions);
+    if let Some(bm) = &parts.batmap {
+        check_batmap(f, parts, bm, file_end, &mut regions);
+    }
+    if let Ok(bat) = &parts.bat {
+        if block_size_ok {
+            check_blocks(f, layout, parts, bat, bytes, &regions, differencing);
+        }
+    }
+}
+
+fn check_locators(
+    f: &mut Findings<'_>,
+    parts: &DynamicParts,
+    differencing: bool,
+    file_end: u64,
+    regions: &mut Vec<Region>,
+) {
+    let h = &parts.header;
+    let mut codes_seen = Vec::new();
+    let mut usable = 0;
+    for (i, loc) in h.parent_locators.iter().enumerate() {
+        let at = parts.header_offset + (LOCATORS_OFFSET + 24 * i) as u64;
+        let code = loc.code();
+        if code == PlatformCode::None {
+            continue;
+        }
+        if !differencing {
+            f.warn(
+                "LOCATOR_ON_DYNAMIC",
+                at,
+                format!(
+                    "locator {i} ({}) on a disk that is not differencing",
+                    code.name()
+                ),
+            );
+        }
+        if let PlatformCode::Unknown(c) = code {
+            f.warn(
+                "LOCATOR_CODE",
+                at,
+                format!(
+                    "locator {i} platform code: found {} ({c:#010x}), expected one of W2ru, W2ku, Wi2r, Wi2k, Mac , MacX",
+                    code.name()
+                ),
+            );
+            continue;
+        }
+        if codes_seen.contains(&loc.platform_code) {
+            f.error(
+                "LOCATOR_DUPLICATE",
+                at,
+                format!("locator {i}: platform code {} appears twice", code.name()),
+            );
+        }
+        codes_seen.push(loc.platform_code);
+        let space = loc.data_space_bytes();
+        let length = u64::from(loc.platform_data_length);
+        let start = loc.platform_data_offset;
+        if length > space {
+            f.error(
+                "LOCATOR_LENGTH",
+                at + 8,
+                format!(
+                    "locator {i} ({}): data length {length} exceeds its data space {space}",
+                    code.name()
+                ),
+            );
+        }
+        if start % SECTOR_SIZE != 0 || start < 512 {
+            f.error(
+                "LOCATOR_OFFSET",
+                at + 16,
+                format!("locator {i} ({}) data offset: found {start:#x}, expected a sector-aligned offset after the footer copy", code.name()),
+            );
+        }
+        let end = start.saturating_add(length.max(space.min(length.max(512))));
+        if start.saturating_add(length) > file_end {
+            f.error(
+                "LOCATOR_OUTSIDE",
+                at + 16,
+                format!(
+                    "locator {i} ({}) data at {start:#x} + {length} bytes lies past the footer at {file_end:#x}",
+                    code.name()
+                ),
+            );
+            continue;
+        }
+        if matches!(
+            code,
+            PlatformCode::W2ru
+                | PlatformCode::W2ku
+                | PlatformCode::MacX
+                | PlatformCode::Wi2r
+                | PlatformCode::Wi2k
+        ) && length > 0
+        {
+            usable += 1;
+        }
+        regions.push(Region {
+            start,
+            end: start
+                .saturating_add(length)
+                .max(end.min(start.saturating_add(length))),
+            what: format!("locator {i} data"),
+        });
+    }
+    if differencing && usable == 0 {
+        f.error(
+            "NO_PARENT_LOCATOR",
+            parts.header_offset + LOCATORS_OFFSET as u64,
+            format!(
+                "differencing disk without any usable parent locator (parent name {:?})",
+                h.parent_name()
+            ),
+        );
+    }
+}
+
+fn check_batmap(
+    f: &mut Findings<'_>,
+    parts: &DynamicParts,
+    bm: &crate::format::image::BatmapParts,
+    file_end: u64,
+    regions: &mut Vec<Region>,
+) {
+    let at = bm.header_offset;
+    regions.push(Region {
+        start: at,
+        end: at + 512,
+        what: "batmap header".into(),
+    });
+    let entries = u64::from(parts.header.max_table_entries);
+    let needed_sectors = entries.div_ceil(8).div_ceil(512);
+    if u64::from(bm.header.batmap_size_sectors) < needed_sectors {
+        f.error(
+            "BATMAP_SIZE",
+            at + 16,
+            format!(
+                "batmap size: found {} sectors, expected at least {needed_sectors} for {entries} blocks",
+                bm.header.batmap_size_sectors
+            ),
+        );
+    }
+    let map = match &bm.map {
+        Err(e) => {
+            f.error(
+                "BATMAP_OUTSIDE",
+                e.offset,
+                format!(
+                    "batmap: {}: found {}, expected {}",
+                    e.field, e.found, e.expected
+                ),
+            );
+            return;
+        }
+        Ok(m) => m,
+    };
+    let start = bm.header.batmap_offset;
+    let end = start + map.len() as u64;
+    if end > file_end {
+        f.error(
+            "BATMAP_OUTSIDE",
+            at + 8,
+            format!("batmap at {start:#x} ends at {end:#x}, past the footer at {file_end:#x}"),
+        );
+    }
+    regions.push(Region {
+        start,
+        end,
+        what: "batmap".into(),
+    });
+    let computed = Batmap::bitmap_checksum(map);
+    if computed != bm.header.checksum {
+        f.error(
+            "BATMAP_CHECKSUM",
+            at + 20,
+            format!(
+                "batmap checksum: stored {:#010x}, computed {computed:#010x}",
+                bm.header.checksum
+            ),
+        );
+    }
+    if let Ok(bat) = &parts.bat {
+        for (i, &e) in bat.entries.iter().enumerate() {
+            if bitmap_bit(map, i) && e == crate::format::BAT_UNUSED {
+                f.error(
+                    "BATMAP_INCONSISTENT",
+                    start + (i / 8) as u64,
+                    format!("batmap marks block {i} fully written, but the BAT says it is not allocated"),
+                );
+                break;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_blocks(
+    f: &mut Findings<'_>,
+    layout: &Layout,
+    parts: &DynamicParts,
+    bat: &crate::format::Bat,
+    bytes: &[u8],
+    regions: &[Region],
+    differencing: bool,
+) {
+    let h = &parts.header;
+    let bs = u64::from(h.block_size);
+    let bitmap_len = h.bitmap_size_bytes();
+    let span = bitmap_len + bs;
+    let file_end = layout.footer_offset;
+    let needed = layout.footer.current_size.div_ceil(bs);
+    let metadata_end = regions.iter().map(|r| r.end).max().unwrap_or(0);
+    let mut blocks: Vec<(u64, usize)> = Vec::with_capacity(bat.allocated_count());
+    let mut reported_outside = 0;
+    for (i, &sector) in bat.entries.iter().enumerate() {
+        if sector == crate::format::BAT_UNUSED {
+            continue;
+        }
+        let entry_at = h.table_offset + 4 * i as u64;
+        let start = u64::from(sector) * SECTOR_SIZE;
+        if i as u64 >= needed {
+            f.warn(
+                "BAT_BEYOND_SIZE",
+                entry_at,
+                format!("BAT entry {i} is allocated, but the disk has only {needed} blocks"),
+            );
+        }
+        if start.saturating_add(span) > file_end {
+            if reported_outside < 8 {
+                f.error(
+                    "BAT_ENTRY_OUTSIDE",
+                    entry_at,
+                    format!(
+                        "BAT entry {i}: block at sector {sector:#x} (byte {start:#x}) ends at {:#x}, past the footer at {file_end:#x} (truncated file?)",
+                        start.saturating_add(span)
+                    ),
+                );
+            }
+            reported_outside += 1;
+            continue;
+        }
+        if let Some(r) = regions
+            .iter()
+            .find(|r| start < r.end && r.start < start + span)
+        {
+            f.error(
+                "BAT_OVERLAP_METADATA",
+                entry_at,
+                format!(
+                    "BAT entry {i}: block at {start:#x}..{:#x} overlaps the {} at {:#x}..{:#x}",
+                    start + span,
+                    r.what,
+                    r.start,
+                    r.end
+                ),
+            );
+            continue;
+        }
+        let _ = metadata_end;
+        blocks.push((start, i));
+    }
+    if reported_outside > 8 {
+        f.error(
+            "BAT_ENTRY_OUTSIDE",
+            h.table_offset,
+            format!(
+                "{} more BAT entries point past the footer",
+                reported_outside - 8
+            ),
+        );
+    }
+    // Overlaps between blocks: sort by position, compare neighbours.
+    blocks.sort_unstable();
+    let mut overlaps = 0;
+    for w in blocks.windows(2) {
+        let ((a, ai), (b, bi)) = (w[0], w[1]);
+        if b < a + span {
+            if overlaps < 8 {
+                f.error(
+                    "BAT_OVERLAP",
+                    h.table_offset + 4 * bi as u64,
+                    format!(
+                        "BAT entries {ai} and {bi} overlap: blocks at {a:#x} and {b:#x}, each {span} bytes"
+                    ),
+                );
+            }
+            overlaps += 1;
+        }
+    }
+    // Data hidden by the bitmap: sectors marked absent whose bytes are not zero.
+    // For a differencing disk the parent's data shows there; qemu (which
+    // ignores bitmaps) would show these bytes instead.
+    let mut hidden = 0u64;
+    let mut first_hidden = None;
+    for &(start, i) in &blocks {
+        let Some(bitmap) = bytes.get(start as usize..(start + bitmap_len) as usize) else {
+            continue;
+        };
+        if bitmap.iter().all(|&b| b == 0xff) {
+            continue;
+        }
+        let sectors = usize::try_from(bs / SECTOR_SIZE).unwrap_or(0);
+        for s in 0..sectors {
+            if bitmap_bit(bitmap, s) {
+                continue;
+            }
+            let off = start + bitmap_len + s as u64 * SECTOR_SIZE;
+            if let Some(data) = bytes.get(off as usize..(off + SECTOR_SIZE) as usize) {
+                if data.iter().any(|&b| b != 0) {
+                    hidden += 1;
+                    first_hidden.get_or_insert((off, i, s));
+                }
+            }
+        }
+    }
+    if let Some((off, i, s)) = first_hidden {
+        f.warn(
+            "BITMAP_HIDDEN_DATA",
+            off,
+            format!(
+                "{hidden} sector(s) hold data while their bitmap bit says {} (first: block {i}, sector {s}); qemu, which ignores bitmaps, reads these bytes instead",
+                if differencing { "\"read from the parent\"" } else { "\"zero\"" }
+            ),
+        );
+    }
+    let _ = checksum;
+}

@@ -1,0 +1,444 @@
+//! `info`: what a file is, its three sizes and who reads which, its creator,
+//! its blocks, and its parent chain. Works on damaged files as far as their
+//! structures allow (checking is `check`'s job).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::disk::{detect, parent, Kind, Source, MAX_CHAIN_DEPTH};
+use crate::format::footer::{qemu_size, qemu_uses_chs};
+use crate::format::{fourcc, DiskType, Footer, Layout, PlatformCode, VHD_EPOCH_UNIX};
+use crate::Result;
+
+/// Geometry as shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeometryInfo {
+    pub cylinders: u16,
+    pub heads: u8,
+    pub sectors_per_track: u8,
+}
+
+/// Which size each consumer reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct SizeRules {
+    /// The specification and Hyper-V: current size.
+    pub spec: u64,
+    pub hyperv: u64,
+    /// qemu 10: C×H×S for `vpc `/`qemu` creators (unless force_size geometry), else current size.
+    pub qemu: u64,
+    pub qemu_rule: &'static str,
+    /// Glance's format inspector: original size.
+    pub glance: u64,
+}
+
+/// A parent locator as shown.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocatorInfo {
+    pub index: usize,
+    pub platform_code: String,
+    pub data_space: u32,
+    pub data_length: u32,
+    pub data_offset: u64,
+    pub path: Option<String>,
+}
+
+/// One parent link of a differencing chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParentInfo {
+    /// The parent's name from the child's header.
+    pub name: String,
+    pub expected_unique_id: String,
+    pub expected_timestamp: String,
+    pub locators: Vec<LocatorInfo>,
+    pub tried: Vec<parent::Attempt>,
+    /// The path found, if any.
+    pub found: Option<PathBuf>,
+    /// The parent's unique id equals the one the child expects.
+    pub id_match: Option<bool>,
+    /// The parent's own info (its chain continues there).
+    pub info: Option<Box<Info>>,
+    pub error: Option<String>,
+}
+
+/// Everything `info` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Info {
+    pub path: PathBuf,
+    pub disk_type: Kind,
+    pub file_size: u64,
+    pub virtual_size: u64,
+    pub current_size: Option<u64>,
+    pub original_size: Option<u64>,
+    pub chs_size: Option<u64>,
+    pub geometry: Option<GeometryInfo>,
+    pub sizes: Option<SizeRules>,
+    pub creator_application: Option<String>,
+    pub creator_version: Option<String>,
+    pub creator_host_os: Option<String>,
+    pub timestamp: Option<String>,
+    pub unique_id: Option<String>,
+    pub saved_state: Option<bool>,
+    pub hidden: Option<u8>,
+    pub footer_checksum_ok: Option<bool>,
+    pub block_size: Option<u32>,
+    pub max_table_entries: Option<u32>,
+    pub allocated_blocks: Option<u64>,
+    pub allocated_bytes: Option<u64>,
+    pub batmap: Option<bool>,
+    pub parent: Option<ParentInfo>,
+}
+
+/// RFC 3339 UTC text of a VHD timestamp.
+pub fn rfc3339(vhd_seconds: u32) -> String {
+    let unix = VHD_EPOCH_UNIX + i64::from(vhd_seconds);
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
+}
+
+fn host_os(code: u32) -> String {
+    match code {
+        0x5769_326B => "Wi2k".into(),
+        0x4D61_6320 => "Mac".into(),
+        0 => "none".into(),
+        other => fourcc(other.to_be_bytes()),
+    }
+}
+
+/// Reads what `info` shows about `path`.
+pub fn info(path: &Path) -> Result<Info> {
+    info_at_depth(path, 0)
+}
+
+fn info_at_depth(path: &Path, depth: usize) -> Result<Info> {
+    let source = Source::open(path)?;
+    let bytes = source.bytes();
+    let file_size = source.len();
+    let layout = match detect(bytes) {
+        None => None,
+        Some(_) => Layout::parse(bytes),
+    };
+    let Some(layout) = layout else {
+        return Ok(Info {
+            path: path.to_path_buf(),
+            disk_type: Kind::Raw,
+            file_size,
+            virtual_size: file_size,
+            current_size: None,
+            original_size: None,
+            chs_size: None,
+            geometry: None,
+            sizes: None,
+            creator_application: None,
+            creator_version: None,
+            creator_host_os: None,
+            timestamp: None,
+            unique_id: None,
+            saved_state: None,
+            hidden: None,
+            footer_checksum_ok: None,
+            block_size: None,
+            max_table_entries: None,
+            allocated_blocks: None,
+            allocated_bytes: None,
+            batmap: None,
+            parent: None,
+        });
+    };
+    let f: &Footer = &layout.footer;
+    let kind = match f.disk_type() {
+        Some(t) => Kind::from_disk_type(t),
+        None if f.data_offset == u64::MAX => Kind::Fixed,
+        None => Kind::Dynamic,
+    };
+    let parts = layout.dynamic.as_ref().and_then(|d| d.as_ref().ok());
+    let header = parts.map(|p| &p.header);
+    let bat = parts.and_then(|p| p.bat.as_ref().ok());
+    let allocated = bat.map(|b| b.allocated_count() as u64);
+    let parent = match (f.disk_type(), parts) {
+        (Some(DiskType::Differencing), Some(p)) => Some(parent_info(path, bytes, p, depth)),
+        _ => None,
+    };
+    Ok(Info {
+        path: path.to_path_buf(),
+        disk_type: kind,
+        file_size,
+        virtual_size: f.current_size,
+        current_size: Some(f.current_size),
+        original_size: Some(f.original_size),
+        chs_size: Some(f.geometry.size_bytes()),
+        geometry: Some(GeometryInfo {
+            cylinders: f.geometry.cylinders,
+            heads: f.geometry.heads,
+            sectors_per_track: f.geometry.sectors_per_track,
+        }),
+        sizes: Some(SizeRules {
+            spec: f.current_size,
+            hyperv: f.current_size,
+            qemu: qemu_size(f),
+            qemu_rule: if qemu_uses_chs(f) {
+                "chs"
+            } else {
+                "current_size"
+            },
+            glance: f.original_size,
+        }),
+        creator_application: Some(fourcc(f.creator_application)),
+        creator_version: Some(format!(
+            "{}.{}",
+            f.creator_version >> 16,
+            f.creator_version & 0xffff
+        )),
+        creator_host_os: Some(host_os(f.creator_host_os)),
+        timestamp: Some(rfc3339(f.time_stamp)),
+        unique_id: Some(uuid::Uuid::from_bytes(f.unique_id).to_string()),
+        saved_state: Some(f.saved_state != 0),
+        hidden: Some(f.hidden()),
+        footer_checksum_ok: Some(f.checksum == f.computed_checksum()),
+        block_size: header.map(|h| h.block_size),
+        max_table_entries: header.map(|h| h.max_table_entries),
+        allocated_blocks: allocated,
+        allocated_bytes: header
+            .zip(allocated)
+            .map(|(h, n)| n * u64::from(h.block_size)),
+        batmap: parts.map(|p| p.batmap.is_some()),
+        parent,
+    })
+}
+
+fn parent_info(
+    path: &Path,
+    bytes: &[u8],
+    parts: &crate::format::image::DynamicParts,
+    depth: usize,
+) -> ParentInfo {
+    let h = &parts.header;
+    let locators = h
+        .parent_locators
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.code() != PlatformCode::None)
+        .map(|(index, l)| {
+            let len = u64::from(l.platform_data_length).min(parent::MAX_LOCATOR_BYTES);
+            let data = usize::try_from(l.platform_data_offset)
+                .ok()
+                .zip(usize::try_from(len).ok())
+                .and_then(|(s, n)| bytes.get(s..s.checked_add(n)?));
+            LocatorInfo {
+                index,
+                platform_code: l.code().name(),
+                data_space: l.platform_data_space,
+                data_length: l.platform_data_length,
+                data_offset: l.platform_data_offset,
+                path: data.and_then(|d| l.decode_path(d)),
+            }
+        })
+        .collect();
+    let res = parent::resolve(path, bytes, h);
+    let mut out = ParentInfo {
+        name: h.parent_name(),
+        expected_unique_id: uuid::Uuid::from_bytes(h.parent_unique_id).to_string(),
+        expected_timestamp: rfc3339(h.parent_time_stamp),
+        locators,
+        tried: res.tried.clone(),
+        found: res.found.clone(),
+        id_match: None,
+        info: None,
+        error: None,
+    };
+    match &res.found {
+        None => out.error = Some(res.not_found_message(h)),
+        Some(p) if depth + 1 >= MAX_CHAIN_DEPTH => {
+            out.error = Some(format!(
+                "{}: chain deeper than {MAX_CHAIN_DEPTH} links",
+                p.display()
+            ))
+        }
+        Some(p) => {
+            out.id_match = parent::parent_unique_id(p)
+                .ok()
+                .map(|id| id == h.parent_unique_id);
+            match info_at_depth(p, depth + 1) {
+                Ok(i) => out.info = Some(Box::new(i)),
+                Err(e) => out.error = Some(e.to_string()),
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_render_in_utc() {
+        assert_eq!(rfc3339(0), "2000-01-01T00:00:00Z");
+        assert_eq!(rfc3339(86_400 * 366 + 3661), "2001-01-01T01:01:01Z");
+    }
+}
+
+impl Info {
+    /// The human table.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        self.write_text(&mut out, "");
+        out
+    }
+
+    fn write_text(&self, out: &mut String, indent: &str) {
+        use std::fmt::Write;
+        let mut row = |k: &str, v: String| {
+            let _ = writeln!(out, "{indent}{k:<22} {v}");
+        };
+        row("file", self.path.display().to_string());
+        row("disk type", self.disk_type.name().to_string());
+        row("virtual size", size_text(self.virtual_size));
+        row("file size", size_text(self.file_size));
+        if let (Some(cur), Some(orig), Some(chs), Some(g), Some(s)) = (
+            self.current_size,
+            self.original_size,
+            self.chs_size,
+            &self.geometry,
+            &self.sizes,
+        ) {
+            row("current size", size_text(cur));
+            row("original size", size_text(orig));
+            row(
+                "geometry (C/H/S)",
+                format!(
+                    "{}/{}/{} = {}",
+                    g.cylinders,
+                    g.heads,
+                    g.sectors_per_track,
+                    size_text(chs)
+                ),
+            );
+            row(
+                "size seen by qemu",
+                format!("{} ({})", size_text(s.qemu), s.qemu_rule),
+            );
+            row(
+                "size seen by Glance",
+                format!("{} (original size)", size_text(s.glance)),
+            );
+            row(
+                "size seen by Hyper-V",
+                format!("{} (current size)", size_text(s.hyperv)),
+            );
+        }
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        if self.creator_application.is_some() {
+            row(
+                "creator",
+                format!(
+                    "{:?} {} on {}",
+                    opt(&self.creator_application),
+                    opt(&self.creator_version),
+                    opt(&self.creator_host_os)
+                ),
+            );
+            row("timestamp", opt(&self.timestamp));
+            row("unique id", opt(&self.unique_id));
+            row(
+                "saved state",
+                format!("{}", self.saved_state.unwrap_or(false)),
+            );
+            if let Some(ok) = self.footer_checksum_ok {
+                row(
+                    "footer checksum",
+                    if ok {
+                        "ok".into()
+                    } else {
+                        "MISMATCH (run `vhdkit check`)".into()
+                    },
+                );
+            }
+        }
+        if let (Some(bs), Some(n)) = (self.block_size, self.max_table_entries) {
+            row("block size", size_text(u64::from(bs)));
+            row("table entries", n.to_string());
+            if let (Some(a), Some(b)) = (self.allocated_blocks, self.allocated_bytes) {
+                row("allocated", format!("{a} blocks, {}", size_text(b)));
+            }
+        }
+        if let Some(p) = &self.parent {
+            row("parent name", p.name.clone());
+            row("parent unique id", p.expected_unique_id.clone());
+            for l in &p.locators {
+                row(
+                    &format!("locator {}", l.index),
+                    format!(
+                        "{} {:?}",
+                        l.platform_code,
+                        l.path.clone().unwrap_or_default()
+                    ),
+                );
+            }
+            match (&p.found, p.id_match) {
+                (Some(found), Some(m)) => row(
+                    "parent found",
+                    format!(
+                        "{} (unique id {})",
+                        found.display(),
+                        if m { "matches" } else { "DOES NOT MATCH" }
+                    ),
+                ),
+                (Some(found), None) => row("parent found", found.display().to_string()),
+                (None, _) => row("parent found", "NO".into()),
+            }
+            if let Some(e) = &p.error {
+                row("parent error", e.clone());
+            }
+            if let Some(pi) = &p.info {
+                let _ = writeln!(out, "{indent}parent:");
+                pi.write_text(out, &format!("{indent}  "));
+            }
+        }
+    }
+}
+
+/// "1073741824 (1 GiB)".
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    if unit == "B" {
+        format!("{bytes} bytes")
+    } else {
+        format!("{bytes} bytes ({v:.2} {unit})")
+    }
+}

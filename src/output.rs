@@ -1,0 +1,96 @@
+//! Writing outputs safely: a temporary file beside the target, synced, then
+//! renamed over it. On any error (or drop before `commit`) the temporary file
+//! is removed and nothing appears at the target path.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// An output being written.
+pub struct Output {
+    target: PathBuf,
+    temp: tempfile::NamedTempFile,
+}
+
+impl Output {
+    /// Creates the temporary file in `target`'s folder. Refuses a target that
+    /// is one of `inputs` (same file, by device and inode, or by path).
+    pub fn create(target: &Path, inputs: &[&Path]) -> Result<Output> {
+        for input in inputs {
+            if same_file(input, target) {
+                return Err(Error::Usage(format!(
+                    "{}: output is the input file; vhdkit never modifies its input",
+                    target.display()
+                )));
+            }
+        }
+        if target.is_dir() {
+            return Err(Error::Usage(format!(
+                "{}: is a directory",
+                target.display()
+            )));
+        }
+        let dir = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
+        let temp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".vhdkit-tmp")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(&dir, "create temporary file", e))?;
+        Ok(Output {
+            target: target.to_path_buf(),
+            temp,
+        })
+    }
+
+    pub fn file(&self) -> &File {
+        self.temp.as_file()
+    }
+
+    pub fn file_mut(&mut self) -> &mut File {
+        self.temp.as_file_mut()
+    }
+
+    /// The temporary path (for messages).
+    pub fn temp_path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Syncs the data and renames the file over the target.
+    pub fn commit(self) -> Result<()> {
+        let target = self.target;
+        self.temp
+            .as_file()
+            .sync_all()
+            .map_err(|e| Error::io(&target, "sync", e))?;
+        self.temp
+            .persist(&target)
+            .map_err(|e| Error::io(&target, "rename into place", e.error))?;
+        if let Some(dir) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether two paths name the same file.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}

@@ -1,0 +1,209 @@
+//! `repair`: a repaired copy when the damage can be undone without guessing:
+//! a missing or damaged footer at the end restored from a valid copy at
+//! offset 0, or a damaged copy at offset 0 restored from a valid footer at
+//! the end. Anything else is refused with the check's findings.
+
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::check::{self, Finding, Severity};
+use crate::disk::Source;
+use crate::format::image::TailFooter;
+use crate::format::{Footer, Layout, FOOTER_SIZE};
+use crate::output::Output;
+use crate::{Error, Result};
+
+/// Codes `repair` knows how to fix.
+pub const REPAIRABLE: &[&str] = &[
+    "FOOTER_MISSING",
+    "FOOTER_CHECKSUM",
+    "FOOTER_COPY",
+    "FOOTER_COPIES_DIFFER",
+];
+
+/// What was done.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repair {
+    pub action: String,
+    pub fixed: Vec<Finding>,
+}
+
+/// The fix to apply, decided from the layout alone.
+enum Fix {
+    /// Write the head copy over the last 512 bytes (which held a damaged footer).
+    TailFromHead { footer: Footer, at: u64 },
+    /// Append the head copy after the last structure (the footer was lost).
+    AppendTail { footer: Footer, at: u64 },
+    /// Write the tail footer over the copy at offset 0.
+    HeadFromTail { footer: Footer },
+}
+
+fn valid(f: &Result<Footer, crate::format::FormatError>) -> Option<&Footer> {
+    f.as_ref()
+        .ok()
+        .filter(|f| f.checksum == f.computed_checksum())
+}
+
+/// The end of the last structure a dynamic disk's header points to.
+fn structures_end(layout: &Layout) -> Option<u64> {
+    let parts = layout.dynamic.as_ref()?.as_ref().ok()?;
+    let h = &parts.header;
+    let bat = parts.bat.as_ref().ok()?;
+    let span = h.bitmap_size_bytes() + u64::from(h.block_size);
+    let mut end =
+        h.table_offset + crate::format::bat::table_size_bytes(u64::from(h.max_table_entries));
+    end = end.max(parts.header_offset + 1024);
+    for s in bat
+        .entries
+        .iter()
+        .filter(|&&e| e != crate::format::BAT_UNUSED)
+    {
+        end = end.max(u64::from(*s) * 512 + span);
+    }
+    for l in h.parent_locators.iter().filter(|l| l.platform_code != 0) {
+        end = end.max(
+            l.platform_data_offset
+                .saturating_add(u64::from(l.platform_data_length)),
+        );
+    }
+    Some(end)
+}
+
+fn decide(layout: &Layout) -> Option<Fix> {
+    let head = layout.head_footer.as_ref().and_then(valid);
+    let tail = valid(&layout.tail_footer);
+    match (head, tail) {
+        (Some(h), None) => {
+            let end = structures_end(layout)?;
+            let size = layout.file_size;
+            if layout.tail_kind != TailFooter::Missing || size >= end + 512 {
+                // The last sector is where the footer belongs.
+                let at = if layout.tail_kind == TailFooter::Missing {
+                    size - 512
+                } else {
+                    layout.footer_offset
+                };
+                (at >= end).then(|| Fix::TailFromHead {
+                    footer: h.clone(),
+                    at,
+                })
+            } else if size == end {
+                Some(Fix::AppendTail {
+                    footer: h.clone(),
+                    at: end,
+                })
+            } else {
+                None
+            }
+        }
+        (None, Some(t)) if layout.head_footer.is_some() => {
+            Some(Fix::HeadFromTail { footer: t.clone() })
+        }
+        _ => None,
+    }
+}
+
+/// Writes a repaired copy of `input` to `output`.
+pub fn repair(input: &Path, output: &Path) -> Result<Repair> {
+    let report = check::check_path(input, &check::Options::default())?;
+    let errors: Vec<&Finding> = report.errors().collect();
+    if errors.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: no errors to repair",
+            input.display()
+        )));
+    }
+    let unfixable: Vec<&Finding> = errors
+        .iter()
+        .copied()
+        .filter(|f| !REPAIRABLE.contains(&f.code) || f.file != input)
+        .collect();
+    let source = Source::open(input)?;
+    let layout = Layout::parse(source.bytes()).ok_or_else(|| Error::NotVhd {
+        path: input.to_path_buf(),
+        detail: check::not_a_vhd_message(source.bytes()),
+    })?;
+    let fix = if unfixable.is_empty() {
+        decide(&layout)
+    } else {
+        None
+    };
+    let Some(fix) = fix else {
+        let list: Vec<String> = errors
+            .iter()
+            .map(|f| format!("{} at {:#x}: {}", f.code, f.offset, f.message))
+            .collect();
+        return Err(Error::Check {
+            path: input.to_path_buf(),
+            count: errors.len(),
+            first: format!(
+                "cannot be repaired without guessing:\n  {}",
+                list.join("\n  ")
+            ),
+        });
+    };
+    let mut out = Output::create(output, &[input])?;
+    let bytes = source.bytes();
+    let (action, keep, patch): (String, u64, (u64, [u8; FOOTER_SIZE])) = match &fix {
+        Fix::TailFromHead { footer, at } => (
+            format!("restored the footer at {at:#x} from the copy at offset 0"),
+            *at,
+            (*at, footer.to_bytes()),
+        ),
+        Fix::AppendTail { footer, at } => (
+            format!("appended the missing footer at {at:#x} from the copy at offset 0"),
+            *at,
+            (*at, footer.to_bytes()),
+        ),
+        Fix::HeadFromTail { footer } => (
+            "restored the footer copy at offset 0 from the footer at the end".to_string(),
+            layout.file_size,
+            (0, footer.to_bytes()),
+        ),
+    };
+    let keep_len = usize::try_from(keep).map_err(|_| Error::Usage("file too large".into()))?;
+    write_sparse(out.file_mut(), &bytes[..keep_len])
+        .map_err(|e| Error::io(out.temp_path(), "write", e))?;
+    out.file()
+        .write_all_at(&patch.1, patch.0)
+        .map_err(|e| Error::io(out.temp_path(), "write footer", e))?;
+    out.commit()?;
+    let after = check::check_path(output, &check::Options::default())?;
+    if let Some(bad) = after
+        .findings
+        .iter()
+        .find(|f| f.severity == Severity::Error)
+    {
+        let _ = std::fs::remove_file(output);
+        return Err(Error::Check {
+            path: output.to_path_buf(),
+            count: after.error_count(),
+            first: format!(
+                "the repaired copy still fails: {} at {:#x}: {}",
+                bad.code, bad.offset, bad.message
+            ),
+        });
+    }
+    Ok(Repair {
+        action,
+        fixed: errors.into_iter().cloned().collect(),
+    })
+}
+
+/// Writes `data` to `file` from offset 0, leaving holes where whole 64 KiB
+/// runs are zero.
+pub fn write_sparse(file: &mut std::fs::File, data: &[u8]) -> std::io::Result<()> {
+    const CHUNK: usize = 64 * 1024;
+    let mut at = 0usize;
+    for chunk in data.chunks(CHUNK) {
+        if chunk.iter().any(|&b| b != 0) {
+            file.write_all_at(chunk, at as u64)?;
+        }
+        at += chunk.len();
+    }
+    file.set_len(data.len() as u64)?;
+    file.flush()
+}
