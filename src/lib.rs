@@ -11,6 +11,8 @@ pub mod format;
 
 pub use error::{Error, Result};
 pub mod check;
+pub mod convert;
 pub mod info;
 pub mod output;
+pub mod pipeline;
 pub mod repair;

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vhdkit::pipeline::digest::Algo;
+use vhdkit::pipeline::Progress;
 
 /// Read, check, convert and preflight VHD disk images.
 #[derive(Parser)]
@@ -47,6 +49,159 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Convert a raw disk or any VHD (a chain is flattened) to a fixed or
+    /// dynamic VHD or a sparse raw file, at the exact size.
+    ///
+    /// The output's original size = current size = the input's virtual size
+    /// (rounded up to --align), with the specification's geometry and a
+    /// creator every consumer reads by current size.
+    Convert {
+        /// Input: raw, fixed, dynamic or differencing VHD (read only).
+        input: PathBuf,
+        /// Output path (written to a temporary file beside it, then renamed).
+        output: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum)]
+        to: ToArg,
+        /// Block size of a dynamic output (K/M suffixes).
+        #[arg(long, default_value = "2M", value_parser = parse_size_arg)]
+        block_size: u64,
+        /// Round the virtual size up to a multiple of this (e.g. 1M for Azure).
+        #[arg(long, default_value = "512", value_parser = parse_size_arg)]
+        align: u64,
+        /// Creator application written in the footer: win, tap, qemu, qem2, vpc, vs, d2v, CTXS, vbox, wa.
+        #[arg(long, default_value = vhdkit::convert::DEFAULT_CREATOR)]
+        creator: String,
+        /// Digests of the output file computed while it is written: md5, sha512, crc32 (comma-separated) or all.
+        #[arg(long, value_parser = parse_algos)]
+        checksum: Option<Algos>,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Rewrite a dynamic VHD without its zero blocks and gaps (a
+    /// differencing disk stays over the same parent); identity kept.
+    Compact {
+        /// Input dynamic or differencing VHD (read only).
+        input: PathBuf,
+        /// Output path.
+        output: PathBuf,
+        /// Digests of the output, computed while it is written.
+        #[arg(long, value_parser = parse_algos)]
+        checksum: Option<Algos>,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// MD5, SHA-512 and CRC32 of a file's bytes, as Glance computes them on upload.
+    Checksum {
+        /// The file, exactly as it would be uploaded.
+        file: PathBuf,
+        /// Which digests (comma-separated): md5, sha512, crc32, all.
+        #[arg(long, default_value = "md5,sha512", value_parser = parse_algos)]
+        algo: Algos,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ToArg {
+    Fixed,
+    Dynamic,
+    Raw,
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    vhdkit::convert::parse_size(s)
+}
+
+/// A comma-separated list of digests.
+#[derive(Clone)]
+struct Algos(Vec<Algo>);
+
+fn parse_algos(s: &str) -> Result<Algos, String> {
+    Algo::parse_list(s).map(Algos)
+}
+
+/// A progress bar on stderr when it is a terminal.
+struct Bar(indicatif::ProgressBar);
+
+impl Bar {
+    fn new(total: u64, quiet: bool) -> Bar {
+        use std::io::IsTerminal;
+        if quiet || !std::io::stderr().is_terminal() {
+            return Bar(indicatif::ProgressBar::hidden());
+        }
+        let pb = indicatif::ProgressBar::new(total);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            pb.set_style(style);
+        }
+        Bar(pb)
+    }
+}
+
+impl Progress for Bar {
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn input_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+fn print_digests(d: &vhdkit::pipeline::digest::Digests, name: &str) {
+    if let Some(v) = &d.md5 {
+        println!("md5     {v}  {name}");
+    }
+    if let Some(v) = &d.sha512 {
+        println!("sha512  {v}  {name}");
+    }
+    if let Some(v) = &d.crc32 {
+        println!("crc32   {v}  {name}");
+    }
+    println!("size    {}  {name}", d.size);
+}
+
+fn print_report(r: &vhdkit::convert::Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(r);
+    }
+    println!(
+        "{} ({}) -> {} ({}): {} bytes virtual, {} bytes file, {} data blocks, {} zero blocks of {} bytes",
+        r.input.display(),
+        r.input_kind.name(),
+        r.output.display(),
+        r.output_kind,
+        r.virtual_size,
+        r.file_size,
+        r.data_blocks,
+        r.zero_blocks,
+        r.block_size
+    );
+    if r.digests.md5.is_some() || r.digests.sha512.is_some() || r.digests.crc32.is_some() {
+        print_digests(&r.digests, &r.output.display().to_string());
+    }
+    Ok(())
 }
 
 /// Exit status for "problems found".
@@ -94,6 +249,80 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
             Err(e) => Err(e.into()),
         },
+        Command::Convert {
+            input,
+            output,
+            to,
+            block_size,
+            align,
+            creator,
+            checksum,
+            json,
+            quiet,
+        } => {
+            let opts = vhdkit::convert::ConvertOptions {
+                to: match to {
+                    ToArg::Fixed => vhdkit::convert::Target::Fixed,
+                    ToArg::Dynamic => vhdkit::convert::Target::Dynamic,
+                    ToArg::Raw => vhdkit::convert::Target::Raw,
+                },
+                block_size: u32::try_from(block_size)
+                    .map_err(|_| anyhow::anyhow!("--block-size {block_size}: too large"))?,
+                align,
+                creator,
+                digests: checksum.map(|a| a.0).unwrap_or_default(),
+            };
+            let bar = Bar::new(input_size(&input), quiet);
+            let r = vhdkit::convert::convert(&input, &output, &opts, &bar);
+            drop(bar);
+            exit_for(r.map(|r| print_report(&r, json)))
+        }
+        Command::Compact {
+            input,
+            output,
+            checksum,
+            json,
+            quiet,
+        } => {
+            let bar = Bar::new(input_size(&input), quiet);
+            let r = vhdkit::convert::compact(
+                &input,
+                &output,
+                &checksum.map(|a| a.0).unwrap_or_default(),
+                &bar,
+            );
+            drop(bar);
+            exit_for(r.map(|r| print_report(&r, json)))
+        }
+        Command::Checksum {
+            file,
+            algo,
+            json,
+            quiet,
+        } => {
+            let bar = Bar::new(input_size(&file), quiet);
+            let d = vhdkit::convert::checksum(&file, &algo.0, &bar)?;
+            drop(bar);
+            if json {
+                print_json(&d)?;
+            } else {
+                print_digests(&d, &file.display().to_string());
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Maps a command's outcome to an exit status: a damaged input (check
+/// errors) is "problems found" (1), anything else that failed is 2.
+fn exit_for(r: vhdkit::Result<anyhow::Result<()>>) -> anyhow::Result<u8> {
+    match r {
+        Ok(printed) => printed.map(|_| 0),
+        Err(e @ vhdkit::Error::Check { .. }) => {
+            eprintln!("vhdkit: {e}");
+            Ok(EXIT_PROBLEMS)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -115,7 +344,7 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("vhdkit: {e:#}");
+            eprintln!("vhdkit: {e}");
             ExitCode::from(EXIT_FAILED)
         }
     }

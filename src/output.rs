@@ -42,6 +42,8 @@ impl Output {
         let temp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".vhdkit-tmp")
+            // Ordinary file permissions (the umask applies), not tempfile's 0600.
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(&dir)
             .map_err(|e| Error::io(&dir, "create temporary file", e))?;
         Ok(Output {
