@@ -356,7 +356,7 @@ pub fn checksum(path: &Path, algos: &[Algo], progress: &dyn Progress) -> Result<
     let source = Source::open(path)?;
     source.advise_sequential();
     let bytes = source.bytes();
-    const CHUNK: usize = 4 << 20;
+    const CHUNK: usize = 1 << 20;
     let digests = std::thread::scope(|scope| {
         let mut sink = pipeline::digest::DigestSink::start(scope, algos);
         let mut released = 0u64;
@@ -368,7 +368,7 @@ pub fn checksum(path: &Path, algos: &[Algo], progress: &dyn Progress) -> Result<
             progress.advance(chunk.len() as u64);
             let done = sink.consumed();
             let _ = i;
-            if done > released + (16 << 20) {
+            if done > released + (8 << 20) {
                 source.release(released, done - released);
                 released = done;
             }

@@ -141,7 +141,7 @@ pub struct DigestSink<'a> {
 }
 
 /// Chunks queued per algorithm before the feeder waits.
-const QUEUE_DEPTH: usize = 16;
+const QUEUE_DEPTH: usize = 8;
 
 impl<'a> DigestSink<'a> {
     /// Starts one thread per algorithm in `scope`.
