@@ -7,4 +7,5 @@
 
 pub mod disk;
 pub mod format;
+pub mod fs;
 pub mod partition;
