@@ -341,3 +341,71 @@ fn gpt_refusals() {
         "{e}"
     );
 }
+
+#[test]
+fn gpt_with_a_256_entry_array() {
+    if !have("sgdisk") || !have("sfdisk") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = image(dir.path(), "gpt256.img", 20 * MIB);
+    let out = run(
+        "sgdisk",
+        &[
+            "--resize-table=256",
+            "-n",
+            "1:2048:+4M",
+            "-c",
+            "1:data",
+            p.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "sgdisk: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    grow_file(&p, 48 * MIB);
+    grow(&p, GrowRule::Nova).unwrap();
+    sgdisk_verify(&p);
+    let (v, stderr) = sfdisk_json(&p);
+    assert!(stderr.trim().is_empty(), "sfdisk warns: {stderr}");
+    // 256 entries of 128 bytes: 64 sectors of array, then the header.
+    let sectors = 48 * 2048;
+    assert_eq!(v["partitiontable"]["lastlba"], sectors - 66);
+    assert_eq!(part0(&v)["size"], sectors - 66 - 2048 + 1);
+    assert_eq!(part0(&v)["name"], "data");
+}
+
+/// An MBR cannot describe more than 2^32 sectors: Nova's rule is refused
+/// (parted would fail), growpart's caps the end (a sparse 3 TiB file).
+#[test]
+fn mbr_beyond_2_tib() {
+    if !have("sfdisk") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = image(dir.path(), "big.img", 20 * MIB);
+    sfdisk_script(&p, "label: dos\nstart=2048, size=8192, type=83\n");
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(3 << 40)
+        .is_err()
+    {
+        eprintln!("skipping: no sparse 3 TiB file here");
+        return;
+    }
+    let e = grow(&p, GrowRule::Nova).unwrap_err();
+    assert!(
+        matches!(e, PartError::Unsupported(ref f) if f.field == "size_sectors"),
+        "{e}"
+    );
+    let plan = grow(&p, GrowRule::Growpart).unwrap();
+    assert!(!plan.notes.is_empty());
+    let (v, _) = sfdisk_json(&p);
+    assert_eq!(part0(&v)["start"], 2048);
+    assert_eq!(part0(&v)["size"], (1u64 << 32) - 2048);
+}

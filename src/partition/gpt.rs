@@ -17,6 +17,8 @@ pub const HEADER_MIN_SIZE: u32 = 92;
 pub const HEADER_MAX_SIZE: u32 = 512;
 /// Sector size this module supports.
 pub const SECTOR_SIZE: u64 = 512;
+/// The same, as a length.
+pub const SECTOR_BYTES: usize = 512;
 /// LBA of the primary header.
 pub const PRIMARY_HEADER_LBA: u64 = 1;
 /// Smallest entry size; the specification requires 128 × 2^n.
@@ -32,7 +34,7 @@ const H_SIGNATURE: usize = 0;
 const H_REVISION: usize = 8;
 const H_HEADER_SIZE: usize = 12;
 const H_HEADER_CRC32: usize = 16;
-const H_MY_LBA: usize = 24;
+pub(crate) const H_MY_LBA: usize = 24;
 const H_ALTERNATE_LBA: usize = 32;
 const H_FIRST_USABLE_LBA: usize = 40;
 const H_LAST_USABLE_LBA: usize = 48;
@@ -89,7 +91,7 @@ pub fn guid_string(bytes: [u8; 16]) -> String {
 /// A GPT header, its fields decoded, and the sector it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GptHeader {
-    pub raw: [u8; SECTOR_SIZE as usize],
+    pub raw: [u8; SECTOR_BYTES],
     pub revision: u32,
     pub header_size: u32,
     pub header_crc32: u32,
@@ -122,7 +124,7 @@ impl GptHeader {
             found,
             expected,
         };
-        let raw: [u8; SECTOR_SIZE as usize] = sector.try_into().map_err(|_| {
+        let raw: [u8; SECTOR_BYTES] = sector.try_into().map_err(|_| {
             err(
                 "length",
                 0,
@@ -268,7 +270,7 @@ impl GptHeader {
 
     /// The header sector with the decoded fields patched into the kept bytes
     /// and the header CRC32 recomputed.
-    pub fn to_bytes(&self) -> [u8; SECTOR_SIZE as usize] {
+    pub fn to_bytes(&self) -> [u8; SECTOR_BYTES] {
         let mut out = self.raw;
         put_u64(&mut out, H_MY_LBA, self.my_lba);
         put_u64(&mut out, H_ALTERNATE_LBA, self.alternate_lba);
@@ -306,7 +308,7 @@ fn put_u64(b: &mut [u8], at: usize, v: u64) {
 }
 
 /// CRC32 of the first `header_size` bytes with the CRC field taken as zero.
-fn header_crc(sector: &[u8; SECTOR_SIZE as usize], header_size: u32) -> u32 {
+fn header_crc(sector: &[u8; SECTOR_BYTES], header_size: u32) -> u32 {
     let len = usize::try_from(header_size)
         .unwrap_or(usize::MAX)
         .min(sector.len());

@@ -21,13 +21,13 @@ pub const ENTRY_SIZE: usize = 16;
 /// Entries in an MBR.
 pub const ENTRY_COUNT: usize = 4;
 
-/// Offsets inside an entry.
-const ENTRY_BOOT_INDICATOR: usize = 0;
-const ENTRY_START_CHS: usize = 1;
-const ENTRY_TYPE: usize = 4;
-const ENTRY_END_CHS: usize = 5;
-const ENTRY_START_LBA: usize = 8;
-const ENTRY_SIZE_SECTORS: usize = 12;
+/// Offsets of the fields inside an entry.
+pub const ENTRY_BOOT_INDICATOR: usize = 0;
+pub const ENTRY_START_CHS: usize = 1;
+pub const ENTRY_TYPE: usize = 4;
+pub const ENTRY_END_CHS: usize = 5;
+pub const ENTRY_START_LBA: usize = 8;
+pub const ENTRY_SIZE_SECTORS: usize = 12;
 
 /// Boot indicator of an active (bootable) partition.
 pub const BOOT_ACTIVE: u8 = 0x80;

@@ -248,7 +248,7 @@ fn read_parsed(dev: &dyn Device) -> Result<(Parsed, Table), PartError> {
         .any(|e| e.partition_type == mbr::TYPE_GPT_PROTECTIVE)
     {
         let (header, array) = read_gpt(dev, disk_sectors)?;
-        let table = gpt_table(&mbr, &header, &array, disk_sectors)?;
+        let table = gpt_table(&header, &array, disk_sectors)?;
         return Ok((
             Parsed::Gpt {
                 pmbr: Box::new(mbr),
@@ -306,8 +306,6 @@ fn entry_field_offset(base: u64, index: usize, field: usize) -> u64 {
     base.saturating_add(u64::try_from(at).unwrap_or(0))
 }
 
-const MBR_START_LBA_FIELD: usize = 8;
-
 fn mbr_table(dev: &dyn Device, m: &Mbr, disk_sectors: u64) -> Result<Table, PartError> {
     let mut partitions = Vec::new();
     let mut extended: Option<(u64, u64)> = None;
@@ -321,7 +319,7 @@ fn mbr_table(dev: &dyn Device, m: &Mbr, disk_sectors: u64) -> Result<Table, Part
             return Err(corrupt(
                 "MBR",
                 "start_lba/size",
-                entry_field_offset(0, i, MBR_START_LBA_FIELD),
+                entry_field_offset(0, i, mbr::ENTRY_START_LBA),
                 format!("partition {} at sectors {start}..={end}", i + 1),
                 format!("inside sectors 1..={}", disk_sectors.saturating_sub(1)),
             ));
@@ -400,7 +398,7 @@ fn read_logicals(
                 return Err(corrupt(
                     "EBR",
                     "start_lba/size",
-                    entry_field_offset(offset, 0, MBR_START_LBA_FIELD),
+                    entry_field_offset(offset, 0, mbr::ENTRY_START_LBA),
                     format!("logical partition {number} at sectors {start}..={end}"),
                     format!("inside the extended partition {ext_start}..={ext_end}"),
                 ));
@@ -417,7 +415,7 @@ fn read_logicals(
             return Err(corrupt(
                 "EBR",
                 "next_ebr",
-                entry_field_offset(offset, 1, MBR_START_LBA_FIELD),
+                entry_field_offset(offset, 1, mbr::ENTRY_START_LBA),
                 next_lba.to_string(),
                 format!("inside the extended partition {ext_start}..={ext_end}"),
             ));
@@ -444,7 +442,7 @@ fn read_gpt(dev: &dyn Device, disk_sectors: u64) -> Result<(GptHeader, Vec<u8>),
         return Err(corrupt(
             "GPT header",
             "my_lba",
-            offset + 24,
+            offset + u64::try_from(gpt::H_MY_LBA).unwrap_or(0),
             header.my_lba.to_string(),
             "1".into(),
         ));
@@ -479,12 +477,7 @@ fn gpt_entries(header: &GptHeader, array: &[u8]) -> Vec<(usize, GptEntry)> {
         .collect()
 }
 
-fn gpt_table(
-    pmbr: &Mbr,
-    header: &GptHeader,
-    array: &[u8],
-    disk_sectors: u64,
-) -> Result<Table, PartError> {
+fn gpt_table(header: &GptHeader, array: &[u8], disk_sectors: u64) -> Result<Table, PartError> {
     let array_offset = header.partition_entry_lba.saturating_mul(SECTOR_SIZE);
     let entry_size = u64::from(header.size_of_partition_entry);
     let mut partitions = Vec::new();
@@ -524,7 +517,6 @@ fn gpt_table(
             role: PartitionRole::Gpt,
         });
     }
-    let _ = pmbr;
     Ok(Table {
         kind: TableKind::Gpt,
         sector_size: 512,
@@ -713,7 +705,7 @@ fn plan_mbr(
         return Err(unsupported(
             "MBR",
             "partition_type",
-            entry_field_offset(0, 0, 4),
+            entry_field_offset(0, 0, mbr::ENTRY_TYPE),
             format!("partition 1 of type 0x{} (extended)", part.type_id),
             "a primary partition".into(),
         ));
@@ -738,7 +730,7 @@ fn plan_mbr(
                 return Err(unsupported(
                     "MBR",
                     "size_sectors",
-                    entry_field_offset(0, 0, 12),
+                    entry_field_offset(0, 0, mbr::ENTRY_SIZE_SECTORS),
                     format!("{len} sectors (start {start}, end {end})"),
                     format!(
                         "at most {max_len}: an MBR cannot describe it (Nova's parted would fail)"
@@ -773,7 +765,7 @@ fn plan_mbr(
             unsupported(
                 "MBR",
                 "size_sectors",
-                entry_field_offset(0, 0, 12),
+                entry_field_offset(0, 0, mbr::ENTRY_SIZE_SECTORS),
                 (new_end - start + 1).to_string(),
                 format!("at most {}", u32::MAX),
             )
@@ -857,7 +849,10 @@ fn plan_gpt(
         return Err(unsupported(
             "GPT entry",
             "ending_lba",
-            header.partition_entry_lba.saturating_mul(SECTOR_SIZE) + 40,
+            header
+                .partition_entry_lba
+                .saturating_mul(SECTOR_SIZE)
+                .saturating_add(u64::try_from(gpt::ENDING_LBA_FIELD_OFFSET).unwrap_or(0)),
             part.end_lba.to_string(),
             format!(
                 "at most the new last usable LBA {new_last_usable} (shrinking is not supported)"
@@ -928,7 +923,7 @@ fn plan_gpt(
     if new_pmbr != *pmbr {
         writes.push((0, new_pmbr.to_bytes().to_vec()));
     }
-    let after = gpt_table(&new_pmbr, &primary, &array, new_sectors)?;
+    let after = gpt_table(&primary, &array, new_sectors)?;
     Ok(PartGrowPlan {
         rule,
         before,
