@@ -372,3 +372,34 @@ fn fat_inside_an_mbr_partition() {
     fsck(&part, len / 512);
     check_files(dir.path(), &image);
 }
+
+#[test]
+fn in_place_only_mode_refuses_and_writes_nothing() {
+    if !have_all(&["mkfs.fat", "fsck.fat"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = mkfs(dir.path(), "fat32.img", "32", 64 * MIB, &[]);
+    let original = std::fs::read(&p).unwrap();
+    set_len(&p, 128 * MIB);
+    let dev = open(&p);
+    let e = fat::plan_grow_with(&dev, 128 * MIB, fat::GrowMode::InPlaceOnly).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FatError::NeedsMove {
+                fat_sectors: 1009,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("FAT would need to grow from 1009 to "),
+        "{e}"
+    );
+    let now = std::fs::read(&p).unwrap();
+    assert!(now[..original.len()] == original[..]);
+    fsck_quiet(&p);
+}

@@ -170,7 +170,8 @@ pub struct FatGrowPlan {
     /// `(offset, len)` to zero, after the moves.
     pub zero_fills: Vec<(u64, u64)>,
     /// `(offset, bytes)`, written last (boot sectors, FSInfo, FAT entries).
-    #[serde(skip)]
+    /// Serialized as `{offset, len}` extents.
+    #[serde(serialize_with = "crate::partition::serialize_write_extents")]
     pub writes: Vec<(u64, Vec<u8>)>,
     /// Bytes of data the moves copy.
     pub bytes_moved: u64,
@@ -211,6 +212,15 @@ pub enum FatError {
         fat_sectors: u64,
         needed_sectors: u64,
         new_size_bytes: u64,
+        max_in_place_bytes: u64,
+    },
+    #[error(
+        "FAT would need to grow from {fat_sectors} to {needed_sectors} sectors; moving the data \
+         area is not allowed in this mode (largest in-place size: {max_in_place_bytes} bytes)"
+    )]
+    NeedsMove {
+        fat_sectors: u64,
+        needed_sectors: u64,
         max_in_place_bytes: u64,
     },
     #[error("{when}: FAT volume expected {expected}, found {found}")]
@@ -840,9 +850,30 @@ fn grown_fat_size(l: &Layout, new_total: u64) -> Option<u64> {
     None
 }
 
+/// Whether a grow may move the data area.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GrowMode {
+    /// Only grow when the FAT already has room ([`FatError::NeedsMove`]
+    /// otherwise); nothing but metadata sectors is written.
+    InPlaceOnly,
+    /// Grow the FAT and move the data area when needed (not crash-safe).
+    AllowMove,
+}
+
 /// Plans growing the volume on `dev` to `new_size_bytes` (normally the
-/// partition's new size, `dev.size_bytes()`). Reads; writes nothing.
+/// partition's new size, `dev.size_bytes()`), moving the data area if the
+/// FAT must grow (see [`FatGrowPlan::moves_data`]). Reads; writes nothing.
 pub fn plan_grow(dev: &dyn Device, new_size_bytes: u64) -> Result<FatGrowPlan, FatError> {
+    plan_grow_with(dev, new_size_bytes, GrowMode::AllowMove)
+}
+
+/// [`plan_grow`] with an explicit [`GrowMode`].
+pub fn plan_grow_with(
+    dev: &dyn Device,
+    new_size_bytes: u64,
+    mode: GrowMode,
+) -> Result<FatGrowPlan, FatError> {
     let v = read_volume(dev)?.ok_or(FatError::NotFat)?;
     let before = info(&v);
     let l = v.layout;
@@ -871,21 +902,23 @@ pub fn plan_grow(dev: &dyn Device, new_size_bytes: u64) -> Result<FatGrowPlan, F
     }
     let max_in_place_bytes = l.max_in_place_bytes();
     let in_place_clusters = l.clusters_for(new_total, l.fat_size).unwrap_or(0);
-    let new_type = FatType::from_clusters(in_place_clusters);
-    if new_type != l.fat_type {
-        return Err(FatError::TypeChange {
-            from: l.fat_type.name(),
-            to: new_type.name(),
-            clusters: in_place_clusters,
-            max_in_place_bytes,
-        });
+    let type_change = |clusters: u64| FatError::TypeChange {
+        from: l.fat_type.name(),
+        to: FatType::from_clusters(clusters).name(),
+        clusters,
+        max_in_place_bytes,
+    };
+    let fits_in_place = in_place_clusters <= l.capacity_for(l.fat_size);
+    let in_place_type = FatType::from_clusters(in_place_clusters);
+    if in_place_type != l.fat_type && (fits_in_place || mode == GrowMode::InPlaceOnly) {
+        return Err(type_change(in_place_clusters));
     }
     let old_clusters = l.clusters();
     let mut writes = Vec::new();
     let mut moves = Vec::new();
     let mut zero_fills = Vec::new();
     let mut bytes_moved = 0;
-    let (fat_size, new_clusters) = if in_place_clusters <= l.capacity_for(l.fat_size) {
+    let (fat_size, new_clusters) = if fits_in_place {
         let cleared = clear_entries(
             dev,
             &l,
@@ -901,6 +934,13 @@ pub fn plan_grow(dev: &dyn Device, new_size_bytes: u64) -> Result<FatGrowPlan, F
         (l.fat_size, in_place_clusters)
     } else {
         let needed = l.fat_sectors_for(in_place_clusters);
+        if mode == GrowMode::InPlaceOnly {
+            return Err(FatError::NeedsMove {
+                fat_sectors: l.fat_size,
+                needed_sectors: needed,
+                max_in_place_bytes,
+            });
+        }
         let no_room = || FatError::NoRoom {
             fat_sectors: l.fat_size,
             needed_sectors: needed,
@@ -910,8 +950,10 @@ pub fn plan_grow(dev: &dyn Device, new_size_bytes: u64) -> Result<FatGrowPlan, F
         let f = grown_fat_size(&l, new_total).ok_or_else(no_room)?;
         let clusters = l.clusters_for(new_total, f).ok_or_else(no_room)?;
         let fits_field = l.fat_type == FatType::Fat32 || f <= u64::from(u16::MAX);
-        if clusters <= old_clusters || FatType::from_clusters(clusters) != l.fat_type || !fits_field
-        {
+        if FatType::from_clusters(clusters) != l.fat_type {
+            return Err(type_change(clusters));
+        }
+        if clusters <= old_clusters || !fits_field {
             return Err(no_room());
         }
         // Entries past the old last cluster in the old FAT must read free;
@@ -976,6 +1018,19 @@ pub fn plan_grow(dev: &dyn Device, new_size_bytes: u64) -> Result<FatGrowPlan, F
         (f, clusters)
     };
 
+    if new_clusters > l.fat_type.max_clusters() {
+        return Err(unsupported(
+            "FAT boot sector",
+            "BPB_TotSec32",
+            off(BPB_TOT_SEC32),
+            format!("{new_total} sectors ({new_clusters} clusters)"),
+            format!(
+                "at most {} clusters for {} (largest in-place size: {max_in_place_bytes} bytes)",
+                l.fat_type.max_clusters(),
+                l.fat_type.name()
+            ),
+        ));
+    }
     let added = new_clusters - old_clusters;
     let old_used_16 = v.bpb.total_sectors_16 != 0;
     let boot = patch_boot_sector(&v.bpb.raw, l.fat_type, old_used_16, new_total, fat_size);
@@ -1302,6 +1357,44 @@ mod tests {
                 .starts_with("FAT would need to grow from 40 to 41 sectors"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn in_place_only_refuses_what_needs_a_move() {
+        let d = fat16(40000, 40, 60000 * 512);
+        let e = plan_grow_with(&d, 60000 * 512, GrowMode::InPlaceOnly).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                FatError::NeedsMove {
+                    fat_sectors: 40,
+                    needed_sectors: 59,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let max = probe(&d).unwrap().unwrap().max_in_place_bytes;
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "FAT would need to grow from 40 to 59 sectors; moving the data area is not \
+                 allowed in this mode (largest in-place size: {max} bytes)"
+            )
+        );
+        let plan = plan_grow_with(&d, max, GrowMode::InPlaceOnly).unwrap();
+        assert!(!plan.moves_data && plan.moves.is_empty() && plan.zero_fills.is_empty());
+    }
+
+    #[test]
+    fn plans_serialize_writes_as_extents() {
+        let d = fat16(40000, 40, 60000 * 512);
+        let plan = plan_grow(&d, 60000 * 512).unwrap();
+        let v = serde_json::to_value(&plan).unwrap();
+        let last = v["writes"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last, serde_json::json!({"offset": 0, "len": 512}));
+        assert_eq!(v["after"]["total_sectors"], 60000);
+        assert_eq!(v["moves_data"], true);
     }
 
     #[test]

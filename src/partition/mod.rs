@@ -589,14 +589,37 @@ pub struct PartGrowPlan {
     pub rule: GrowRule,
     pub before: Table,
     pub after: Table,
-    /// `(byte offset, bytes)`, to be written in order.
-    #[serde(skip)]
+    /// `(byte offset, bytes)`, to be written in order. Serialized as
+    /// `{offset, len}` extents.
+    #[serde(serialize_with = "serialize_write_extents")]
     pub writes: Vec<(u64, Vec<u8>)>,
     /// Whether partition 1's end moves (for GPT, the backup header may move
     /// even when it does not).
     pub partition_changed: bool,
     /// Things the caller may want to tell the user.
     pub notes: Vec<String>,
+}
+
+/// Serializes `(offset, bytes)` writes as `{offset, len}` extents (plans
+/// shown as JSON need where and how much, not the bytes).
+pub fn serialize_write_extents<S: serde::Serializer>(
+    writes: &[(u64, Vec<u8>)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    #[derive(serde::Serialize)]
+    struct Extent {
+        offset: u64,
+        len: usize,
+    }
+    let mut seq = serializer.serialize_seq(Some(writes.len()))?;
+    for (offset, bytes) in writes {
+        seq.serialize_element(&Extent {
+            offset: *offset,
+            len: bytes.len(),
+        })?;
+    }
+    seq.end()
 }
 
 fn unsupported(
