@@ -155,7 +155,7 @@ fn bare_case(
     let new_bytes = grow_to(&before);
     let plan = grow_bare(&p, new_bytes).unwrap();
     assert_eq!(plan.moves_data, expect_move, "{plan:?}");
-    let total = new_bytes / 512;
+    let total = new_bytes / u64::from(before.bytes_per_sector);
     assert_eq!(plan.after.total_sectors, total);
     fsck(&p, total);
     let minfo = ok("minfo", &["-i", &image, "::"]);
@@ -168,7 +168,7 @@ fn bare_case(
     // The new space is usable: a file as large as the growth fits.
     let added = u64::from(plan.after.cluster_count - plan.before.cluster_count)
         * u64::from(before.sectors_per_cluster)
-        * 512;
+        * u64::from(before.bytes_per_sector);
     let fill_file = dir.path().join("fill");
     let free_before = added.min(8 * MIB);
     std::fs::write(
@@ -234,6 +234,22 @@ fn fat32_with_one_fat_and_4k_clusters_grows() {
         &["-f", "1", "-s", "8"],
         |_| 2048 * MIB,
         true,
+    );
+}
+
+#[test]
+fn fat32_with_4k_sectors_grows() {
+    bare_case("32", 300 * MIB, &["-S", "4096"], |_| 1024 * MIB, true);
+}
+
+#[test]
+fn fat16_with_4k_sectors_grows_in_place() {
+    bare_case(
+        "16",
+        64 * MIB,
+        &["-S", "4096"],
+        |i| i.max_in_place_bytes,
+        false,
     );
 }
 

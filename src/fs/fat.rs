@@ -1411,6 +1411,29 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn plans_apply_and_read_back(
+            reserved in 1u16..40, fats in 1u8..3, root in 0u16..1024,
+            spc_log in 0u32..4, fat in 1u16..48, total in 100u16..16000, grow in 0usize..16000,
+        ) {
+            let spc = 1u8 << spc_log;
+            let dev_sectors = usize::from(total) + grow;
+            let mut d = fat16(total, fat, dev_sectors * 512);
+            put_u16(&mut d.bytes, BPB_RSVD_SEC_CNT, reserved);
+            d.bytes[BPB_NUM_FATS] = fats;
+            put_u16(&mut d.bytes, BPB_ROOT_ENT_CNT, root);
+            d.bytes[BPB_SEC_PER_CLUS] = spc;
+            let Ok(Some(_)) = probe(&d) else { return Ok(()); };
+            let n = d.size_bytes();
+            if let Ok(plan) = plan_grow(&d, n) {
+                let mut copy = d.clone();
+                apply_grow(&mut copy, &plan).unwrap();
+                proptest::prop_assert_eq!(plan.after.fat_type, plan.before.fat_type);
+                proptest::prop_assert!(plan.after.cluster_count >= plan.before.cluster_count);
+                proptest::prop_assert_eq!(plan.after.total_sectors, u64::try_from(dev_sectors).unwrap());
+            }
+        }
+
+        #[test]
         fn probe_and_plan_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 512), size in 512usize..200_000) {
             let mut d = fat16(40000, 40, 40000 * 512);
             // Keep the magic so the BPB path runs, scramble the fields.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::disk::device::MemDevice;
+use crate::disk::device::{Device, MemDevice};
 
 const MIB: usize = 1024 * 1024;
 
@@ -286,5 +286,50 @@ proptest::proptest! {
         let _ = read_table(&d);
         let _ = plan_grow_partition(&d, 2 * 1024 * 1024, GrowRule::Nova);
         let _ = plan_grow_partition(&d, 2 * 1024 * 1024, GrowRule::Growpart);
+    }
+}
+
+/// Rewrites entry 0 of the primary GPT with `start..=end` and fixes both CRCs.
+fn set_gpt_entry(d: &mut MemDevice, start: u64, end: u64, last_usable: u64) {
+    let arr = 1024..1024 + 128 * 128;
+    d.bytes[1024 + 32..1024 + 40].copy_from_slice(&start.to_le_bytes());
+    d.bytes[1024 + 40..1024 + 48].copy_from_slice(&end.to_le_bytes());
+    let mut h = GptHeader::parse(&d.bytes[512..1024], 512, 4096, "t").unwrap();
+    h.last_usable_lba = last_usable;
+    h.partition_entry_array_crc32 = crc32fast::hash(&d.bytes[arr]);
+    d.bytes[512..1024].copy_from_slice(&h.to_bytes());
+}
+
+proptest::proptest! {
+    #[test]
+    fn gpt_plans_never_panic(start in 0u64..5000, len in 0u64..5000, last in 0u64..5000,
+                             grow in 0usize..3) {
+        let mut d = gpt_disk(2048, 2 * MIB);
+        set_gpt_entry(&mut d, start, start.saturating_add(len), last);
+        d.bytes.resize(2 * MIB + grow * 1024 * 512, 0);
+        let n = d.size_bytes();
+        for rule in [GrowRule::Nova, GrowRule::Growpart] {
+            if let Ok(plan) = plan_grow_partition(&d, n, rule) {
+                let mut copy = d.clone();
+                apply(&mut copy, &plan).unwrap();
+                let t = read_table(&copy).unwrap();
+                proptest::prop_assert!(t.partitions[0].end_lba >= plan.before.partitions[0].end_lba);
+                proptest::prop_assert_eq!(t.backup_header_lba, Some(n / 512 - 1));
+            }
+        }
+    }
+
+    #[test]
+    fn mbr_plans_never_panic(start in 0u32..20000, len in 0u32..20000, sectors in 1usize..20000) {
+        let d = mbr_disk(sectors * 512, &[(0x80, 0x83, start, len)]);
+        for rule in [GrowRule::Nova, GrowRule::Growpart] {
+            if let Ok(plan) = plan_grow_partition(&d, d.size_bytes(), rule) {
+                let mut copy = d.clone();
+                apply(&mut copy, &plan).unwrap();
+                let p = &read_table(&copy).unwrap().partitions[0];
+                proptest::prop_assert!(p.end_lba < u64::try_from(sectors).unwrap());
+                proptest::prop_assert_eq!(p.start_lba, u64::from(start));
+            }
+        }
     }
 }
