@@ -409,3 +409,24 @@ fn mbr_beyond_2_tib() {
     assert_eq!(part0(&v)["start"], 2048);
     assert_eq!(part0(&v)["size"], (1u64 << 32) - 2048);
 }
+
+#[test]
+fn bare_fat_filesystem_is_no_table() {
+    if !have("mkfs.fat") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for bits in ["12", "16", "32"] {
+        let p = image(dir.path(), "bare.img", 40 * MIB);
+        let out = run("mkfs.fat", &["-F", bits, p.to_str().unwrap()], None);
+        assert!(out.status.success());
+        let dev = FileDevice::new(std::fs::File::open(&p).unwrap()).unwrap();
+        let t = partition::read_table(&dev).unwrap();
+        assert_eq!(t.kind, partition::TableKind::None, "FAT{bits}");
+        let e = partition::plan_grow_partition(&dev, 40 * MIB, GrowRule::Nova).unwrap_err();
+        assert!(matches!(
+            e,
+            PartError::Refused(NovaRefusal::NotOnePartition { count: 0 })
+        ));
+    }
+}

@@ -262,27 +262,37 @@ fn read_parsed(dev: &dyn Device) -> Result<(Parsed, Table), PartError> {
     Ok((Parsed::Mbr { mbr: Box::new(mbr) }, table))
 }
 
-/// A FAT or NTFS boot sector: x86 jump, a power-of-two sector size, and a
-/// non-zero power-of-two cluster size, or the NTFS OEM id.
+/// A FAT or NTFS boot sector rather than an MBR: x86 jump, and either the
+/// NTFS OEM id or a plausible BPB (power-of-two sector and cluster sizes, a
+/// FAT count) together with the "FAT" file-system type string at 0x36
+/// (FAT12/16) or 0x52 (FAT32). libblkid decides the same way.
 fn looks_like_boot_sector(s: &[u8]) -> bool {
     const JUMPS: [u8; 2] = [0xEB, 0xE9];
+    const OEM_ID: std::ops::Range<usize> = 3..11;
+    const NTFS_OEM_ID: &[u8; 8] = b"NTFS    ";
     const BPB_BYTES_PER_SECTOR: usize = 11;
     const BPB_SECTORS_PER_CLUSTER: usize = 13;
     const BPB_NUM_FATS: usize = 16;
-    const NTFS_OEM_ID: &[u8; 8] = b"NTFS    ";
+    const BS_FIL_SYS_TYPE_16: usize = 0x36;
+    const BS_FIL_SYS_TYPE_32: usize = 0x52;
+    const FAT_TYPE_PREFIX: &[u8; 3] = b"FAT";
     if s.len() < 512 || !JUMPS.contains(&s[0]) {
         return false;
     }
-    if &s[3..11] == NTFS_OEM_ID {
+    if &s[OEM_ID] == NTFS_OEM_ID {
         return true;
     }
     let bps = u16::from_le_bytes([s[BPB_BYTES_PER_SECTOR], s[BPB_BYTES_PER_SECTOR + 1]]);
     let spc = s[BPB_SECTORS_PER_CLUSTER];
+    let type_string = [BS_FIL_SYS_TYPE_16, BS_FIL_SYS_TYPE_32]
+        .iter()
+        .any(|&at| &s[at..at + 3] == FAT_TYPE_PREFIX);
     (512..=4096).contains(&bps)
         && bps.is_power_of_two()
         && spc != 0
         && spc.is_power_of_two()
         && s[BPB_NUM_FATS] != 0
+        && type_string
 }
 
 fn corrupt(

@@ -184,6 +184,9 @@ fn fat_boot_sector_is_no_table() {
     d.bytes[11..13].copy_from_slice(&512u16.to_le_bytes());
     d.bytes[13] = 4;
     d.bytes[16] = 2;
+    // Without the file-system type string it is still read as an MBR.
+    assert_eq!(read_table(&d).unwrap().kind, TableKind::Mbr);
+    d.bytes[0x36..0x3E].copy_from_slice(b"FAT16   ");
     assert_eq!(read_table(&d).unwrap().kind, TableKind::None);
     let zero = MemDevice {
         bytes: vec![0; MIB],
