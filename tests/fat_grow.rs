@@ -155,6 +155,11 @@ fn bare_case(
     let new_bytes = grow_to(&before);
     let plan = grow_bare(&p, new_bytes).unwrap();
     assert_eq!(plan.moves_data, expect_move, "{plan:?}");
+    assert!(
+        !plan.notes.iter().any(|n| n.contains("cleanly")),
+        "{:?}",
+        plan.notes
+    );
     let total = new_bytes / u64::from(before.bytes_per_sector);
     assert_eq!(plan.after.total_sectors, total);
     fsck(&p, total);

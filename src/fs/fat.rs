@@ -62,6 +62,10 @@ pub const FAT16_MAX_CLUSTERS: u64 = 65524;
 pub const FAT32_MAX_CLUSTERS: u64 = 0x0FFF_FFF5;
 /// The 28 bits of a FAT32 entry that hold the value (the top 4 are reserved).
 const FAT32_ENTRY_MASK: u32 = 0x0FFF_FFFF;
+/// FAT entry 1 "volume clean" bit (cleared while mounted, set on a clean
+/// unmount): FAT16 and FAT32 only.
+const FAT16_CLEAN_SHUTDOWN: u32 = 0x8000;
+const FAT32_CLEAN_SHUTDOWN: u32 = 0x0800_0000;
 /// Bytes in a directory entry.
 const DIR_ENTRY_BYTES: u64 = 32;
 /// Entries handled per FAT chunk (a multiple of 8, so that FAT12 chunks start
@@ -747,6 +751,22 @@ fn clear_entries(
     Ok(cleared)
 }
 
+/// The clean-shutdown bit of FAT entry 1 (always "clean" on FAT12, which
+/// has none).
+fn volume_clean(dev: &dyn Device, l: &Layout) -> Result<bool, FatError> {
+    let mask = match l.fat_type {
+        FatType::Fat12 => return Ok(true),
+        FatType::Fat16 => FAT16_CLEAN_SHUTDOWN,
+        FatType::Fat32 => FAT32_CLEAN_SHUTDOWN,
+    };
+    let mut clean = true;
+    for_each_chunk(dev, l, 0, 1, 2, |buf, base, _, _| {
+        clean = entry_get(buf, base, 1, l.fat_type).is_some_and(|v| v & mask != 0);
+        Ok(())
+    })?;
+    Ok(clean)
+}
+
 /// Runs `(first_cluster, count)` of allocated clusters in FAT copy 0,
 /// neighbouring runs merged across small gaps.
 fn allocated_runs(dev: &dyn Device, l: &Layout) -> Result<Vec<(u64, u64)>, FatError> {
@@ -914,6 +934,11 @@ pub fn plan_grow_with(
         return Err(type_change(in_place_clusters));
     }
     let old_clusters = l.clusters();
+    if !volume_clean(dev, &l)? {
+        notes.push(
+            "FAT entry 1 says the volume was not cleanly unmounted; check it with fsck.fat".into(),
+        );
+    }
     let mut writes = Vec::new();
     let mut moves = Vec::new();
     let mut zero_fills = Vec::new();
@@ -1278,6 +1303,19 @@ mod tests {
         assert_eq!(u16_at(&d.bytes, BPB_TOT_SEC16), 0);
         assert_eq!(u32_at(&d.bytes, BPB_TOT_SEC32), 70000);
         assert_eq!(probe(&d).unwrap().unwrap().total_sectors, 70000);
+    }
+
+    #[test]
+    fn notes_a_volume_not_cleanly_unmounted() {
+        let mut d = fat16(40000, 40, 40100 * 512);
+        assert!(plan_grow(&d, 40100 * 512).unwrap().notes.is_empty());
+        d.bytes[4 * 512 + 3] = 0x7F; // entry 1 = 0x7FFF: clean bit clear
+        let plan = plan_grow(&d, 40100 * 512).unwrap();
+        assert!(
+            plan.notes[0].contains("not cleanly unmounted"),
+            "{:?}",
+            plan.notes
+        );
     }
 
     #[test]
