@@ -14,6 +14,7 @@ pub mod check;
 pub mod convert;
 pub mod disk;
 pub mod error;
+pub mod expand;
 pub mod format;
 pub mod fs;
 pub mod info;
