@@ -111,14 +111,16 @@ pub fn require_clean(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn now_vhd_timestamp() -> u32 {
+/// Now, as a VHD timestamp.
+pub fn now_vhd_timestamp() -> u32 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     u32::try_from(now.saturating_sub(VHD_EPOCH_UNIX.unsigned_abs())).unwrap_or(u32::MAX)
 }
 
-fn validate_block_size(bs: u32) -> Result<()> {
+/// Refuses a block size VHD readers do not accept.
+pub fn validate_block_size(bs: u32) -> Result<()> {
     if !bs.is_power_of_two() || !(512..=crate::disk::dynamic::MAX_BLOCK_SIZE).contains(&bs) {
         return Err(Error::Usage(format!(
             "--block-size {bs}: expected a power of two from 512 bytes to 256M (2M is the standard; Hyper-V also uses 512K)"
@@ -136,6 +138,18 @@ pub fn convert(
 ) -> Result<Report> {
     require_clean(input)?;
     let disk = disk::open(input)?;
+    write_disk(disk.as_ref(), input, output, opts, progress)
+}
+
+/// Writes the virtual disk `disk` (read from `input`) to `output` in the
+/// format `opts` asks for.
+pub fn write_disk(
+    disk: &dyn VirtualDisk,
+    input: &Path,
+    output: &Path,
+    opts: &ConvertOptions,
+    progress: &dyn Progress,
+) -> Result<Report> {
     let creator = Creator::by_name(&opts.creator).ok_or_else(|| {
         Error::Usage(format!(
             "--creator {:?}: expected one of {}",
@@ -144,16 +158,17 @@ pub fn convert(
         ))
     })?;
     validate_block_size(opts.block_size)?;
+    if opts.to != Target::Raw && opts.align % 512 != 0 {
+        return Err(Error::Usage(format!(
+            "--align {}: a VHD's size is a whole number of 512-byte sectors",
+            opts.align
+        )));
+    }
     let align = if opts.to == Target::Raw {
         opts.align.max(1)
     } else {
-        opts.align.max(1).next_multiple_of(512)
+        opts.align.max(512)
     };
-    if opts.to != Target::Raw && align % 512 != 0 {
-        return Err(Error::Usage(format!(
-            "--align {align}: a VHD needs a multiple of 512"
-        )));
-    }
     let size = crate::format::round_up(disk.size_bytes(), align)
         .ok_or_else(|| Error::Usage("size overflows".into()))?;
     if opts.to != Target::Raw && size > crate::format::MAX_VIRTUAL_SIZE {
@@ -171,7 +186,7 @@ pub fn convert(
     let plan = match opts.to {
         Target::Raw | Target::Fixed => {
             let bs = crate::disk::flat::FLAT_BLOCK_SIZE;
-            let classes = plan::classify(disk.as_ref(), size, bs)?;
+            let classes = plan::classify(disk, size, bs)?;
             let footer = (opts.to == Target::Fixed)
                 .then(|| Footer::new(DiskType::Fixed, size, creator, timestamp, unique_id));
             plan::plan_flat(&classes, disk.size_bytes(), size, bs, footer.as_ref())
@@ -179,13 +194,13 @@ pub fn convert(
         Target::Dynamic => {
             let footer = Footer::new(DiskType::Dynamic, size, creator, timestamp, unique_id);
             let header = DynamicHeader::new(0, 0, opts.block_size);
-            let blocks = stored_blocks(disk.as_ref(), size, opts.block_size)?;
+            let blocks = stored_blocks(disk, size, opts.block_size)?;
             plan::plan_dynamic(&footer, &header, &[], &blocks)?
         }
     };
     let digests = pipeline::run(
         &plan,
-        &DataSource::Disk(disk.as_ref()),
+        &DataSource::Disk(disk),
         out.file(),
         out.temp_path(),
         &opts.digests,
@@ -212,7 +227,11 @@ pub fn convert(
 }
 
 /// The data blocks of a dynamic output read from `disk`.
-fn stored_blocks(disk: &dyn VirtualDisk, size: u64, block_size: u32) -> Result<Vec<StoredBlock>> {
+pub fn stored_blocks(
+    disk: &dyn VirtualDisk,
+    size: u64,
+    block_size: u32,
+) -> Result<Vec<StoredBlock>> {
     let bs = u64::from(block_size);
     let classes = plan::classify(disk, size, bs)?;
     let bitmap = full_bitmap(block_size);

@@ -43,6 +43,10 @@ pub enum Error {
         count: usize,
         first: String,
     },
+    /// The operation is refused for a reason the user must act on (Nova's
+    /// preconditions, a filesystem that cannot be grown, shrinking).
+    #[error("{}: refused: {reason}", path.display())]
+    Refused { path: PathBuf, reason: String },
     /// The arguments do not make sense.
     #[error("{0}")]
     Usage(String),
@@ -75,6 +79,7 @@ impl Error {
             Error::NotVhd { .. } => "not_vhd",
             Error::Parent { .. } => "parent",
             Error::Check { .. } => "check",
+            Error::Refused { .. } => "refused",
             Error::Usage(_) => "usage",
         }
     }

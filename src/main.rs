@@ -99,6 +99,47 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Simulate auto_disk_config: grow the disk, its partition and its
+    /// filesystem to a flavor's root disk size, into a new image.
+    ///
+    /// Exit status: 0 grown (or --disk-only), 1 refused (Nova's reason
+    /// printed, nothing written), 2 could not run.
+    Expand {
+        /// Input: raw or any VHD (read only).
+        input: PathBuf,
+        /// Output image (not needed with --dry-run).
+        output: Option<PathBuf>,
+        /// The flavor's root disk size (K/M/G/T suffixes; root_gb N is NG).
+        #[arg(long, value_parser = parse_size_arg)]
+        size: u64,
+        /// How partition 1 grows.
+        #[arg(long, value_enum, default_value = "nova")]
+        rule: RuleArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "dynamic")]
+        to: ToArg,
+        /// Print the plan and the verdict; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Grow only the disk when the partition or filesystem cannot be grown.
+        #[arg(long)]
+        disk_only: bool,
+        /// Write a differencing VHD over INPUT holding only the changed sectors.
+        #[arg(long)]
+        as_child: bool,
+        /// Block size of a dynamic or differencing output.
+        #[arg(long, default_value = "2M", value_parser = parse_size_arg)]
+        block_size: u64,
+        /// Creator application of the output.
+        #[arg(long, default_value = vhdkit::convert::DEFAULT_CREATOR)]
+        creator: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
     /// MD5, SHA-512 and CRC32 of a file's bytes, as Glance computes them on upload.
     Checksum {
         /// The file, exactly as it would be uploaded.
@@ -113,6 +154,14 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RuleArg {
+    /// Nova's XenAPI driver: same start, end at the last sector (GPT: last usable LBA).
+    Nova,
+    /// cloud-utils growpart: end at most 34 sectors before the end, length in whole MiB.
+    Growpart,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -293,6 +342,65 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             drop(bar);
             exit_for(r.map(|r| print_report(&r, json)))
+        }
+        Command::Expand {
+            input,
+            output,
+            size,
+            rule,
+            to,
+            dry_run,
+            disk_only,
+            as_child,
+            block_size,
+            creator,
+            json,
+            quiet,
+        } => {
+            let opts = vhdkit::expand::ExpandOptions {
+                size,
+                rule: match rule {
+                    RuleArg::Nova => vhdkit::partition::GrowRule::Nova,
+                    RuleArg::Growpart => vhdkit::partition::GrowRule::Growpart,
+                },
+                to: match to {
+                    ToArg::Fixed => vhdkit::convert::Target::Fixed,
+                    ToArg::Dynamic => vhdkit::convert::Target::Dynamic,
+                    ToArg::Raw => vhdkit::convert::Target::Raw,
+                },
+                disk_only,
+                as_child,
+                block_size: u32::try_from(block_size)
+                    .map_err(|_| anyhow::anyhow!("--block-size {block_size}: too large"))?,
+                creator,
+            };
+            let result = if dry_run {
+                vhdkit::expand::plan_expand(&input, &opts)
+            } else {
+                let Some(output) = output else {
+                    anyhow::bail!("expand: OUTPUT is required unless --dry-run");
+                };
+                let bar = Bar::new(size, quiet);
+                let r = vhdkit::expand::expand(&input, &output, &opts, &bar);
+                drop(bar);
+                r
+            };
+            match result {
+                Ok(report) => {
+                    if json {
+                        print_json(&report)?;
+                    } else {
+                        print!("{}", report.to_text());
+                    }
+                    let refused = !report.verdict.grown && !report.verdict.disk_only;
+                    Ok(if refused { EXIT_PROBLEMS } else { 0 })
+                }
+                Err(e @ (vhdkit::Error::Refused { .. } | vhdkit::Error::Check { .. })) => {
+                    eprintln!("vhdkit: {e}");
+                    Ok(EXIT_PROBLEMS)
+                }
+                Err(e) => Err(e.into()),
+            }
         }
         Command::Checksum {
             file,

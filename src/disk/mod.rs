@@ -9,6 +9,7 @@
 pub mod device;
 pub mod dynamic;
 pub mod flat;
+pub mod overlay;
 pub mod parent;
 pub mod source;
 
