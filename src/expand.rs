@@ -240,14 +240,6 @@ fn plan_on(o: &mut Overlay<'_>, input: &Path, opts: &ExpandOptions) -> Result<Ex
             )
         };
         verdict.notes.push(format!("the disk holds {what}"));
-        if verdict.nova_refusal.is_none() && table.kind == TableKind::None {
-            verdict.nova_refusal = Some(
-                NovaRefusal::Filesystem {
-                    filesystem: kind.parted_name().to_string(),
-                }
-                .server_message(),
-            );
-        }
         return finish(
             o,
             input,

@@ -1,0 +1,410 @@
+//! `expand` through the real binary, on disks built by
+//! `testdata/make-expand-disks.sh`, with sfdisk, sgdisk, fsck.fat, e2fsck,
+//! dumpe2fs and resize2fs as oracles.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn tools_present() -> bool {
+    let ok = [
+        "sfdisk",
+        "sgdisk",
+        "mkfs.fat",
+        "mcopy",
+        "fsck.fat",
+        "mke2fs",
+        "e2fsck",
+        "dumpe2fs",
+        "resize2fs",
+        "debugfs",
+    ]
+    .iter()
+    .all(|t| have(t));
+    if !ok {
+        eprintln!("partition/filesystem tools missing: skipping expand tests");
+    }
+    ok
+}
+
+/// The disks, built once per test run.
+fn disks() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-expand-disks.sh");
+        let st = Command::new("bash")
+            .arg(script)
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "make-expand-disks.sh failed");
+        dir
+    })
+    .path()
+}
+
+fn vhdkit(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vhdkit"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new() -> Case {
+        Case {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    /// A dynamic VHD of the named disk.
+    fn vhd(&self, disk: &str) -> PathBuf {
+        let out = self.path(&format!("{disk}.vhd"));
+        let r = vhdkit(&[
+            "convert",
+            p(&disks().join(format!("{disk}.raw"))),
+            p(&out),
+            "--to",
+            "dynamic",
+            "-q",
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        out
+    }
+    /// Expands and converts the result back to raw.
+    fn expand_raw(&self, disk: &str, size: &str, extra: &[&str]) -> (PathBuf, serde_json::Value) {
+        let vhd = self.vhd(disk);
+        let out = self.path(&format!("{disk}.{size}.vhd"));
+        let mut args = vec!["expand", p(&vhd), p(&out), "--size", size, "--json", "-q"];
+        args.extend_from_slice(extra);
+        let r = vhdkit(&args);
+        assert!(
+            r.status.success(),
+            "expand {disk}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        let raw = self.path(&format!("{disk}.{size}.raw"));
+        let r = vhdkit(&["convert", p(&out), p(&raw), "--to", "raw", "-q"]);
+        assert!(r.status.success());
+        (raw, report)
+    }
+}
+
+fn sfdisk_json(raw: &Path) -> serde_json::Value {
+    let o = Command::new("sfdisk")
+        .args(["--json", p(raw)])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Copies `len` bytes at `offset` of `raw` into a file of its own.
+fn extract(raw: &Path, offset: u64, len: u64, to: &Path) {
+    let st = Command::new("dd")
+        .args([
+            &format!("if={}", p(raw)),
+            &format!("of={}", p(to)),
+            "bs=1M",
+            &format!("skip={offset}"),
+            &format!("count={len}"),
+            "iflag=skip_bytes,count_bytes",
+            "conv=sparse",
+            "status=none",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn md5(path: &Path) -> String {
+    let o = Command::new("md5sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The files of the test tree, read back from a FAT image with mcopy.
+fn fat_files_match(img: &Path) {
+    let files = disks().join("files");
+    let tmp = tempfile::tempdir().unwrap();
+    for (inside, local) in [
+        ("::/hello.txt", "hello.txt"),
+        ("::/sub/random.bin", "sub/random.bin"),
+        ("::/sub/numbers.txt", "sub/numbers.txt"),
+    ] {
+        let out = tmp.path().join(local.replace('/', "_"));
+        let st = Command::new("mcopy")
+            .args(["-n", "-i", p(img), inside, p(&out)])
+            .status()
+            .unwrap();
+        assert!(st.success(), "mcopy {inside}");
+        assert_eq!(md5(&out), md5(&files.join(local)), "{inside}");
+    }
+}
+
+fn fsck_fat(img: &Path) {
+    let o = Command::new("fsck.fat")
+        .args(["-n", p(img)])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "fsck.fat: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+#[test]
+fn mbr_fat16_grows_within_its_type() {
+    if !tools_present() {
+        return;
+    }
+    let c = Case::new();
+    let (raw, report) = c.expand_raw("mbr-fat16", "100M", &[]);
+    let t = sfdisk_json(&raw);
+    let part = &t["partitiontable"]["partitions"][0];
+    assert_eq!(part["start"], 2048);
+    assert_eq!(part["size"], 100 * 2048 - 2048);
+    assert_eq!(part["bootable"], true);
+    assert_eq!(part["type"], "6");
+    assert_eq!(report["verdict"]["grown"], true);
+    assert!(report["verdict"]["nova_refusal"]
+        .as_str()
+        .unwrap()
+        .contains("unable to resize: fat16"));
+    let img = c.path("p.img");
+    extract(&raw, 1 << 20, (100 << 20) - (1 << 20), &img);
+    fsck_fat(&img);
+    fat_files_match(&img);
+}
+
+#[test]
+fn fat16_to_fat32_is_refused_and_writes_nothing() {
+    if !tools_present() {
+        return;
+    }
+    let c = Case::new();
+    let vhd = c.vhd("mbr-fat16");
+    let out = c.path("o.vhd");
+    let r = vhdkit(&["expand", p(&vhd), p(&out), "--size", "1G"]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("FAT16 to FAT32"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn gpt_fat32_grows_with_backup_moved() {
+    if !tools_present() {
+        return;
+    }
+    let c = Case::new();
+    let (raw, _) = c.expand_raw("gpt-fat32", "300M", &[]);
+    let v = Command::new("sgdisk")
+        .args(["-v", p(&raw)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(text.contains("No problems found"), "{text}");
+    let t = sfdisk_json(&raw);
+    let part = &t["partitiontable"]["partitions"][0];
+    let lastlba = t["partitiontable"]["lastlba"].as_u64().unwrap();
+    assert_eq!(part["start"], 2048);
+    assert_eq!(part["size"].as_u64().unwrap(), lastlba - 2048 + 1);
+    assert_eq!(part["name"], "esp");
+    let img = c.path("p.img");
+    extract(&raw, 1 << 20, part["size"].as_u64().unwrap() * 512, &img);
+    fsck_fat(&img);
+    fat_files_match(&img);
+}
+
+#[test]
+fn growpart_rule_rounds_to_whole_mib() {
+    if !tools_present() {
+        return;
+    }
+    let c = Case::new();
+    let (raw, _) = c.expand_raw("mbr-fat32", "300M", &["--rule", "growpart"]);
+    let t = sfdisk_json(&raw);
+    let part = &t["partitiontable"]["partitions"][0];
+    let size = part["size"].as_u64().unwrap();
+    assert_eq!(size % 2048, 0, "whole MiB");
+    assert!(2048 + size <= 300 * 2048 - 34);
+    let img = c.path("p.img");
+    extract(&raw, 1 << 20, size * 512, &img);
+    fsck_fat(&img);
+    fat_files_match(&img);
+}
+
+#[test]
+fn bare_fat_grows_directly() {
+    if !tools_present() {
+        return;
+    }
+    let c = Case::new();
+    let (raw, report) = c.expand_raw("bare-fat16", "96M", &[]);
+    assert_eq!(report["table_kind"], "none");
+    fsck_fat(&raw);
+    fat_files_match(&raw);
+}
+
+#[test]
+fn novas_refusals_in_novas_words() {
+    if !tools_present() {
+        return;
+    }
+    let c = Case::new();
+    for (disk, message) in [
+        ("two-partitions", "Disk must have only one partition."),
+        (
+            "partition-2-only",
+            "The only partition should be partition 1.",
+        ),
+        (
+            "unknown-fs",
+            "Disk contains a filesystem we are unable to resize: ",
+        ),
+    ] {
+        let vhd = c.vhd(disk);
+        let out = c.path(&format!("{disk}.out.vhd"));
+        let r = vhdkit(&["expand", p(&vhd), p(&out), "--size", "1G"]);
+        assert_eq!(r.status.code(), Some(1), "{disk}");
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(
+            err.contains(&format!(
+                "Server disk was unable to be resized because: {message}"
+            )),
+            "{disk}: {err}"
+        );
+        assert!(!out.exists(), "{disk}");
+        // --dry-run says the same and writes nothing.
+        let r = vhdkit(&["expand", p(&vhd), "--size", "1G", "--dry-run", "--json"]);
+        assert_eq!(r.status.code(), Some(1));
+        let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+        assert_eq!(v["verdict"]["grown"], false);
+        // --disk-only grows the disk and nothing else.
+        let r = vhdkit(&[
+            "expand",
+            p(&vhd),
+            p(&out),
+            "--size",
+            "1G",
+            "--disk-only",
+            "-q",
+        ]);
+        assert!(r.status.success(), "{disk}");
+        let info: serde_json::Value =
+            serde_json::from_slice(&vhdkit(&["info", p(&out), "--json"]).stdout).unwrap();
+        assert_eq!(info["virtual_size"], 1u64 << 30);
+        let raw = c.path(&format!("{disk}.out.raw"));
+        assert!(vhdkit(&["convert", p(&out), p(&raw), "--to", "raw", "-q"])
+            .status
+            .success());
+        let orig = std::fs::read(disks().join(format!("{disk}.raw"))).unwrap();
+        let grown = std::fs::read(&raw).unwrap();
+        assert_eq!(&grown[..orig.len()], &orig[..], "{disk}: data unchanged");
+        assert!(grown[orig.len()..].iter().all(|&b| b == 0));
+    }
+}
+
+#[test]
+fn shrinking_is_refused_naming_both_sizes() {
+    if !tools_present() {
+        return;
+    }
+    let c = Case::new();
+    let vhd = c.vhd("mbr-fat16");
+    let r = vhdkit(&["expand", p(&vhd), p(&c.path("o.vhd")), "--size", "32M"]);
+    assert_eq!(r.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("33554432") && err.contains("67108864"),
+        "{err}"
+    );
+}
+
+#[test]
+fn as_child_holds_only_the_changes() {
+    if !tools_present() {
+        return;
+    }
+    let c = Case::new();
+    let vhd = c.vhd("mbr-fat32");
+    let full = c.path("full.vhd");
+    let child = c.path("child.vhd");
+    assert!(
+        vhdkit(&["expand", p(&vhd), p(&full), "--size", "200M", "-q"])
+            .status
+            .success()
+    );
+    assert!(vhdkit(&[
+        "expand",
+        p(&vhd),
+        p(&child),
+        "--size",
+        "200M",
+        "--as-child",
+        "-q"
+    ])
+    .status
+    .success());
+    let r = vhdkit(&["check", p(&child), "--json"]);
+    assert_eq!(
+        r.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+    let a = c.path("a.raw");
+    let b = c.path("b.raw");
+    assert!(vhdkit(&["convert", p(&full), p(&a), "--to", "raw", "-q"])
+        .status
+        .success());
+    assert!(vhdkit(&["convert", p(&child), p(&b), "--to", "raw", "-q"])
+        .status
+        .success());
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert!(std::fs::metadata(&child).unwrap().len() <= std::fs::metadata(&full).unwrap().len());
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    if !tools_present() {
+        return;
+    }
+    let c = Case::new();
+    let vhd = c.vhd("mbr-fat32");
+    let before = std::fs::read(&vhd).unwrap();
+    let r = vhdkit(&["expand", p(&vhd), "--size", "200M", "--dry-run"]);
+    assert!(r.status.success());
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        text.contains("partitions after") && text.contains("verdict"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(&vhd).unwrap(), before);
+    let entries: Vec<_> = std::fs::read_dir(c.dir.path()).unwrap().collect();
+    assert_eq!(entries.len(), 1, "only the input exists");
+}
