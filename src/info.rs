@@ -293,17 +293,6 @@ fn parent_info(
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps_render_in_utc() {
-        assert_eq!(rfc3339(0), "2000-01-01T00:00:00Z");
-        assert_eq!(rfc3339(86_400 * 366 + 3661), "2001-01-01T01:01:01Z");
-    }
-}
-
 impl Info {
     /// The human table.
     pub fn to_text(&self) -> String {
@@ -440,5 +429,16 @@ pub fn size_text(bytes: u64) -> String {
         format!("{bytes} bytes")
     } else {
         format!("{bytes} bytes ({v:.2} {unit})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_render_in_utc() {
+        assert_eq!(rfc3339(0), "2000-01-01T00:00:00Z");
+        assert_eq!(rfc3339(86_400 * 366 + 3661), "2001-01-01T01:01:01Z");
     }
 }

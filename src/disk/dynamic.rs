@@ -43,7 +43,7 @@ pub fn validate_for_reading(
     header_offset: u64,
 ) -> std::result::Result<(), FormatError> {
     let bs = header.block_size;
-    if !bs.is_power_of_two() || bs < 512 || bs > MAX_BLOCK_SIZE {
+    if !bs.is_power_of_two() || !(512..=MAX_BLOCK_SIZE).contains(&bs) {
         return Err(FormatError {
             structure: "dynamic header",
             field: "block size",
