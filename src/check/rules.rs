@@ -646,7 +646,7 @@ fn check_batmap(
     if computed != bm.header.checksum {
         f.error(
             "BATMAP_CHECKSUM",
-            at + 20,
+            at + 24,
             format!(
                 "batmap checksum: stored {:#010x}, computed {computed:#010x}",
                 bm.header.checksum
