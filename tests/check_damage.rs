@@ -91,7 +91,9 @@ fn check_case(case: &Case, path: &Path) -> Result<(), String> {
         ));
     }
     let message = finding["message"].as_str().unwrap_or_default();
+    let dir = path.parent().unwrap().display().to_string();
     for part in &case.message {
+        let part = part.replace("{dir}", &dir);
         if !message.contains(part.as_str()) {
             return Err(format!("{code} message lacks {part:?}: {message}"));
         }

@@ -765,6 +765,139 @@ pub fn damage_cases() -> Vec<Case> {
         cases.push(case);
     }
 
+    // More footer and header fields.
+    cases.push(
+        Case::one(
+            "footer_features_reserved_bit",
+            mutate(&|i| i.set_footer(|f| f.features = 0)),
+        )
+        .expect(
+            "FOOTER_FEATURES",
+            t_at + 8,
+            &["features", "0x00000000", "0x2"],
+        ),
+    );
+    cases.push(
+        Case::one(
+            "footer_unique_id_zero",
+            mutate(&|i| i.set_footer(|f| f.unique_id = [0; 16])),
+        )
+        .expect("FOOTER_UNIQUE_ID", t_at + 68, &["unique id", "zero"]),
+    );
+    cases.push(
+        Case::one(
+            "footer_saved_state_2",
+            mutate(&|i| i.set_footer(|f| f.saved_state = 2)),
+        )
+        .expect(
+            "FOOTER_SAVED_STATE",
+            t_at + 84,
+            &["saved state", "found 2", "0 or 1"],
+        ),
+    );
+    cases.push(
+        Case::one(
+            "footer_current_size_unaligned",
+            mutate(&|i| i.set_footer(|f| f.current_size -= 1)),
+        )
+        .expect(
+            "FOOTER_CURRENT_SIZE",
+            t_at + 48,
+            &["current size", "1048575", "multiple of 512"],
+        ),
+    );
+    cases.push(
+        Case::one(
+            "header_data_offset",
+            mutate(&|i| i.set_header(|h| h.data_offset = 0x1234)),
+        )
+        .expect(
+            "HEADER_DATA_OFFSET",
+            h_at + 8,
+            &["data offset", "0x1234", "0xffffffffffffffff"],
+        ),
+    );
+    {
+        let fixed = golden_fixed().build();
+        let ft = fixed.footer_offset;
+        let mut img = fixed.clone();
+        img.set_footer(|f| f.current_size -= 512);
+        let mut case = Case::one("fixed_current_size", img.bytes).expect(
+            "FIXED_SIZE",
+            ft + 48,
+            &["current size 2096640", "2097152 bytes"],
+        );
+        case.exit = 1;
+        cases.push(case);
+        let mut img = fixed.clone();
+        let stored = img.get_u32(ft + 64);
+        img.put_u32(ft + 64, !stored);
+        cases.push(Case::one("fixed_footer_checksum", img.bytes).expect(
+            "FOOTER_CHECKSUM",
+            ft + 64,
+            &["checksum", &hex(!stored), &hex(stored)],
+        ));
+    }
+
+    // Parent locators (on the golden differencing disk).
+    {
+        let child = golden_child([0x50; 16]).build();
+        let parent = golden_dynamic().unique_id([0x50; 16]).build();
+        let ch = child.header_offset.expect("dynamic");
+        let with_parent = |name: &'static str, img: Image| Case {
+            files: vec![
+                ("child.vhd".into(), img.bytes),
+                ("parent.vhd".into(), parent.bytes.clone()),
+            ],
+            ..Case::one(name, Vec::new())
+        };
+        let mut img = child.clone();
+        img.set_header(|h| h.parent_locators[1].platform_code = h.parent_locators[0].platform_code);
+        cases.push(with_parent("locator_duplicate", img).expect(
+            "LOCATOR_DUPLICATE",
+            ch + 576 + 24,
+            &["locator 1", "W2ku", "twice"],
+        ));
+        let mut img = child.clone();
+        img.set_header(|h| h.parent_locators[1].platform_data_offset = 0x1000_0000);
+        cases.push(with_parent("locator_outside", img).expect(
+            "LOCATOR_OUTSIDE",
+            ch + 576 + 24 + 16,
+            &["locator 1", "0x10000000", "past the footer"],
+        ));
+        // Locator 1's space is one sector (written as 1): 600 bytes exceed
+        // it, and run into the block that follows.
+        let mut img = child.clone();
+        img.set_header(|h| h.parent_locators[1].platform_data_length = 600);
+        cases.push(
+            with_parent("locator_length", img)
+                .expect(
+                    "LOCATOR_LENGTH",
+                    ch + 576 + 24 + 8,
+                    &["locator 1", "data length 600", "data space 512"],
+                )
+                .also("BAT_OVERLAP_METADATA"),
+        );
+        let mut img = child.clone();
+        img.set_header(|h| {
+            for l in &mut h.parent_locators {
+                l.platform_code = 0;
+            }
+        });
+        cases.push(with_parent("no_parent_locator", img).expect(
+            "NO_PARENT_LOCATOR",
+            ch + 576,
+            &["without any usable parent locator", "parent.vhd"],
+        ));
+        let mut img = child.clone();
+        img.set_header(|h| h.parent_unique_id = [0; 16]);
+        cases.push(
+            with_parent("header_parent_id_zero", img)
+                .expect("HEADER_PARENT_ID", ch + 40, &["parent unique id", "zero"])
+                .also("PARENT_ID_MISMATCH"),
+        );
+    }
+
     // Batmap.
     let with_batmap = golden_dynamic().with_batmap().build();
     let bm_at = with_batmap.batmap_header_offset.expect("batmap");
@@ -806,6 +939,7 @@ pub fn damage_cases() -> Vec<Case> {
                 "not found",
                 "C:\\\\vms\\\\parent.vhd",
                 "/vms/parent.vhd",
+                "{dir}/parent.vhd",
             ],
         )
     });
