@@ -5,8 +5,8 @@ use super::{Findings, Options};
 use crate::disk::dynamic::MAX_BLOCK_SIZE;
 use crate::format::bat::{bitmap_bit, table_size_bytes};
 use crate::format::footer::{
-    CHECKSUM_RANGE, FEATURE_RESERVED, FEATURE_TEMPORARY, FIXED_DATA_OFFSET, FORMAT_VERSION,
-    HIDDEN_OFFSET,
+    field_at, CHECKSUM_RANGE, FEATURE_RESERVED, FEATURE_TEMPORARY, FIXED_DATA_OFFSET,
+    FORMAT_VERSION, HIDDEN_OFFSET,
 };
 use crate::format::header::{HEADER_DATA_OFFSET, HEADER_SIZE_U64, HEADER_VERSION, LOCATORS_OFFSET};
 use crate::format::image::{DynamicParts, TailFooter};
@@ -326,12 +326,26 @@ fn check_copies(f: &mut Findings<'_>, layout: &Layout) {
                     ),
                 );
             }
+            // Name the field, with both values (whole, when it is short).
+            let (field, range) = match field_at(first) {
+                Some((r, name)) if r.len() <= 16 => (name, r),
+                Some((_, name)) => (name, first..first + 1),
+                None => ("byte", first..first + 1),
+            };
+            let hex = |b: &[u8]| -> String {
+                b.get(range.clone())
+                    .unwrap_or_default()
+                    .iter()
+                    .fold("0x".to_string(), |s, x| s + &format!("{x:02x}"))
+            };
             f.error(
                 "FOOTER_COPIES_DIFFER",
                 first as u64,
                 format!(
-                    "the footer copy at offset 0 differs from the footer at {:#x}, first at byte {first}: {:#04x} vs {:#04x}",
-                    layout.footer_offset, hb[first], tb[first]
+                    "the footer copy at offset 0 differs from the footer at {:#x}, first at byte {first} ({field}): {} at offset 0 vs {} at the end",
+                    layout.footer_offset,
+                    hex(&hb),
+                    hex(&tb)
                 ),
             );
         }
