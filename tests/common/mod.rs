@@ -610,7 +610,13 @@ pub fn damage_cases() -> Vec<Case> {
         cases.push(Case::one("footer_copies_disagree", img.bytes).expect(
             "FOOTER_COPIES_DIFFER",
             27, // the low byte of the timestamp (offset 24, big-endian)
-            &["differs", &format!("{t_at:#x}")],
+            &[
+                "differs",
+                &format!("{t_at:#x}"),
+                "timestamp",
+                &format!("{:#010x}", TIME_STAMP + 1),
+                &format!("{TIME_STAMP:#010x}"),
+            ],
         ));
     }
 
