@@ -263,3 +263,45 @@ fn repair_of_a_clean_image_is_refused_without_output() {
     assert!(!out.exists());
     assert!(run.stderr.contains("no errors"), "{}", run.stderr);
 }
+
+/// Many BAT entries pointing at one block: each overlap is an error, the
+/// block's data is scanned once (the check stays linear in the file), and
+/// the findings stay few.
+#[test]
+fn bat_entries_sharing_one_block_are_scanned_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bs = GOLDEN_BLOCK as usize;
+    let entries = 4096u32;
+    let mut img = Spec::dynamic(u64::from(entries) * bs as u64, GOLDEN_BLOCK)
+        .block_with_bitmap(0, vec![0; 512], &pattern(1, bs))
+        .build();
+    let sector = img.get_u32(img.bat_entry(0));
+    for i in 1..entries {
+        let at = img.bat_entry(i);
+        img.put_u32(at, sector);
+    }
+    let path = img.write(dir.path(), "shared.vhd");
+    let (run, json) = check_json(&path);
+    assert_eq!(run.code, 1);
+    assert_eq!(error_codes(&json), ["BAT_OVERLAP"]);
+    let findings = json["findings"].as_array().unwrap();
+    assert!(findings.len() <= 10, "{findings:?}");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["message"].as_str().unwrap().contains("4087 more pairs")),
+        "{findings:?}"
+    );
+    let hidden = findings
+        .iter()
+        .find(|f| f["code"] == "BITMAP_HIDDEN_DATA")
+        .expect("hidden data warning");
+    let sectors = bs / 512;
+    assert!(
+        hidden["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{sectors} sector(s)")),
+        "{hidden}"
+    );
+}
