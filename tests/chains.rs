@@ -242,3 +242,52 @@ fn a_chain_of_sixteen_links_opens() {
     let (run, json) = check_json(&leaf);
     assert_eq!(run.code, 0, "{json}");
 }
+
+#[test]
+fn info_follows_sixteen_links_and_stops_at_seventeen() {
+    let depth = |info: &vhdkit::info::Info| {
+        let mut n = 1;
+        let mut at = info;
+        while let Some(p) = at.parent.as_ref().and_then(|p| p.info.as_deref()) {
+            n += 1;
+            at = p;
+        }
+        (n, at.parent.as_ref().and_then(|p| p.error.clone()))
+    };
+    for (links, expect_error) in [(16, false), (17, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in chain(links) {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let leaf = dir.path().join(format!("link{}.vhd", links - 1));
+        let info = vhdkit::info::info(&leaf).unwrap();
+        let (n, error) = depth(&info);
+        assert_eq!(n, 16, "{links} links");
+        assert_eq!(error.is_some(), expect_error, "{links} links: {error:?}");
+    }
+}
+
+#[test]
+fn parent_with_another_block_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let pbs = 256 << 10;
+    Spec::dynamic(GOLDEN_SIZE, pbs)
+        .unique_id([0x50; 16])
+        .block(1, &pattern(111, pbs as usize))
+        .build()
+        .write(dir.path(), "parent.vhd");
+    let child = Spec::differencing(
+        GOLDEN_SIZE,
+        GOLDEN_BLOCK,
+        link("parent.vhd", vec![Locator::w2ru("parent.vhd")]),
+    )
+    .block_with_bitmap(5, bits(&[0]), &pattern(205, BS))
+    .build()
+    .write(dir.path(), "child.vhd");
+    let got = read_all(&child);
+    let p = pattern(111, pbs as usize);
+    let mut expected = vec![0u8; GOLDEN_SIZE as usize];
+    expected[pbs as usize..2 * pbs as usize].copy_from_slice(&p);
+    expected[5 * BS..5 * BS + 512].copy_from_slice(&pattern(205, BS)[..512]);
+    assert!(got == expected);
+}

@@ -305,3 +305,59 @@ fn bat_entries_sharing_one_block_are_scanned_once() {
         "{hidden}"
     );
 }
+
+#[test]
+fn repair_restores_a_tail_footer_with_a_bad_checksum() {
+    let golden = golden_dynamic().build();
+    let mut img = golden.clone();
+    let at = img.footer_offset + 64;
+    let v = img.get_u32(at);
+    img.put_u32(at, v ^ 0x8000);
+    assert_eq!(repaired(&img.bytes), golden.bytes);
+}
+
+#[test]
+fn repair_never_writes_over_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = golden_dynamic().build();
+    img.put(img.footer_offset, &pattern(77, 512));
+    let input = img.write(dir.path(), "in.vhd");
+    let run = repair(&input, &input);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("input"), "{}", run.stderr);
+    assert_eq!(std::fs::read(&input).unwrap(), img.bytes);
+}
+
+#[test]
+fn repair_of_something_not_a_vhd_exits_2_without_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut img = golden_fixed().build();
+    img.put(img.footer_offset, &pattern(77, 512));
+    let input = img.write(dir.path(), "in.vhd");
+    let out = dir.path().join("out.vhd");
+    let run = repair(&input, &out);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("not a VHD"), "{}", run.stderr);
+    assert!(!out.exists());
+}
+
+#[test]
+fn findings_in_a_parent_name_the_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut parent = golden_dynamic().unique_id([0x50; 16]).build();
+    parent.set_header(|h| h.header_version = 0x0002_0000);
+    let parent_path = parent.write(dir.path(), "parent.vhd");
+    let child = golden_child([0x50; 16])
+        .build()
+        .write(dir.path(), "child.vhd");
+    let (run, json) = check_json(&child);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(error_codes(&json), ["HEADER_VERSION"]);
+    let f = &json["findings"][0];
+    assert_eq!(f["file"], parent_path.display().to_string());
+    // The child itself has nothing to repair.
+    let out = dir.path().join("out.vhd");
+    let run = repair(&child, &out);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(!out.exists());
+}
