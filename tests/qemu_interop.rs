@@ -92,8 +92,9 @@ fn assert_same_data(path: &Path, raw: &Path) {
     }
 }
 
+/// One test for both uses of the fixtures, so that they are made once.
 #[test]
-fn qemu_made_images_check_size_and_read_alike() {
+fn qemu_made_images() {
     if !have_qemu_img() {
         eprintln!("note: qemu-img not found; qemu interop test skipped");
         return;
@@ -101,7 +102,13 @@ fn qemu_made_images_check_size_and_read_alike() {
     let dir = tempfile::tempdir().unwrap();
     let images = make_fixtures(dir.path());
     assert!(images.len() >= 15, "{images:?}");
-    for path in &images {
+    check_size_and_read_alike(&images);
+    converted_images_hold_the_raw_data(dir.path(), &images);
+}
+
+/// Each checks clean, reports qemu's size, and reads what qemu reads.
+fn check_size_and_read_alike(images: &[PathBuf]) {
+    for path in images {
         let name = path.file_name().unwrap().to_string_lossy();
         let (run, json) = check_json(path);
         assert_eq!(run.code, 0, "{name}: {}", run.stdout);
@@ -127,15 +134,9 @@ fn qemu_made_images_check_size_and_read_alike() {
     }
 }
 
-#[test]
-fn converted_images_hold_the_raw_data() {
-    if !have_qemu_img() {
-        eprintln!("note: qemu-img not found; qemu interop test skipped");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let images = make_fixtures(dir.path());
-    let source = std::fs::read(dir.path().join("data.raw")).unwrap();
+/// The `convert-*` images read as `data.raw`, then zeros.
+fn converted_images_hold_the_raw_data(dir: &Path, images: &[PathBuf]) {
+    let source = std::fs::read(dir.join("data.raw")).unwrap();
     assert!(source.iter().any(|&b| b != 0));
     for path in images.iter().filter(|p| {
         p.file_name()
