@@ -361,3 +361,54 @@ fn findings_in_a_parent_name_the_parent() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(!out.exists());
 }
+
+/// Quirks of real writers: warnings, never errors (exit 0).
+#[test]
+fn tolerated_quirks_are_warnings() {
+    let hidden = {
+        let mut img = golden_dynamic().creator("tap").build();
+        let mut f = img.footer();
+        f.reserved[0] = 1;
+        f.checksum = f.computed_checksum_without_hidden();
+        let b = f.to_bytes();
+        let at = img.footer_offset;
+        img.put(at, &b);
+        img.put(0, &b);
+        img
+    };
+    let mut original = golden_dynamic().build();
+    original.set_footer(|f| f.original_size = 512 << 10);
+    let qemu_chs = golden_dynamic().creator("qemu").build();
+    let mut saved = golden_dynamic().build();
+    saved.set_footer(|f| f.saved_state = 1);
+    let mut future = golden_dynamic().build();
+    future.set_footer(|f| f.time_stamp = u32::MAX);
+    let mut locator = golden_dynamic().build();
+    let (_, b0) = locator.block_offsets[0];
+    locator.set_header(|h| {
+        h.parent_locators[0].platform_code = 0x5732_7275;
+        h.parent_locators[0].platform_data_offset = b0;
+    });
+    let cases = [
+        ("hidden", hidden, "FOOTER_CHECKSUM_HIDDEN"),
+        ("original", original, "SIZE_DISAGREE"),
+        ("qemu_chs", qemu_chs, "SIZE_DISAGREE"),
+        ("saved", saved, "FOOTER_SAVED_STATE"),
+        ("future", future, "FOOTER_TIMESTAMP"),
+        ("locator", locator, "LOCATOR_ON_DYNAMIC"),
+    ];
+    for (name, img, code) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = img.write(dir.path(), "q.vhd");
+        let (run, json) = check_json(&path);
+        assert_eq!(run.code, 0, "{name}: {}", run.stdout);
+        assert_eq!(json["ok"], true, "{name}");
+        let f = json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == code)
+            .unwrap_or_else(|| panic!("{name}: no {code}: {json}"));
+        assert_eq!(f["severity"], "warning", "{name}");
+    }
+}
