@@ -412,3 +412,25 @@ fn tolerated_quirks_are_warnings() {
         assert_eq!(f["severity"], "warning", "{name}");
     }
 }
+
+/// Opening a damaged image for reading fails with an error that names the
+/// file, or succeeds and reads without panicking (errors naming the file).
+#[test]
+fn opening_damaged_images_names_the_file() {
+    for case in damage_cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = case.write(dir.path());
+        let dir_text = dir.path().display().to_string();
+        let err = match vhdkit::disk::open(&path) {
+            Err(e) => Some(e),
+            Ok(disk) => {
+                let mut buf = vec![0u8; disk.size_bytes().min(1 << 20) as usize];
+                disk.read_at(0, &mut buf).err()
+            }
+        };
+        if let Some(e) = err {
+            let msg = e.to_string();
+            assert!(msg.contains(&dir_text), "{}: {msg}", case.name);
+        }
+    }
+}
