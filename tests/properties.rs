@@ -79,8 +79,16 @@ prop_compose! {
 
 /// Runs everything that reads a file on `bytes`; any panic fails the case.
 fn read_everything(bytes: &[u8]) {
+    read_everything_beside(bytes, &[]);
+}
+
+/// The same, with other files (a parent) beside it.
+fn read_everything_beside(bytes: &[u8], others: &[(&str, &[u8])]) {
     let _ = Layout::parse(bytes);
     let dir = tempfile::tempdir().unwrap();
+    for (name, b) in others {
+        std::fs::write(dir.path().join(name), b).unwrap();
+    }
     let path = dir.path().join("x.vhd");
     std::fs::write(&path, bytes).unwrap();
     let _ = vhdkit::check::check_path(&path, &Default::default());
@@ -97,6 +105,16 @@ fn read_everything(bytes: &[u8]) {
         }
         let _ = disk.is_unallocated(0, size);
     }
+    // Repair writes a copy that checks clean, or nothing; never the input.
+    let out = dir.path().join("out.vhd");
+    match vhdkit::repair::repair(&path, &out) {
+        Ok(_) => {
+            let report = vhdkit::check::check_path(&out, &Default::default()).unwrap();
+            assert!(report.ok, "repaired copy fails: {:?}", report.findings);
+        }
+        Err(_) => assert!(!out.exists(), "repair failed but wrote {}", out.display()),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the input changed");
 }
 
 proptest! {
@@ -214,7 +232,21 @@ proptest! {
         for (at, x) in fl {
             img.bytes[at] ^= x;
         }
-        read_everything(&img.bytes);
+        let parent = golden_dynamic().unique_id([0x50; 16]).build();
+        read_everything_beside(&img.bytes, &[("parent.vhd", &parent.bytes)]);
+    }
+
+    #[test]
+    fn flipped_parent_never_panics(fl in flips(
+        golden_dynamic().build().bytes.len(),
+        metadata_positions(&golden_dynamic().build()),
+    )) {
+        let mut parent = golden_dynamic().unique_id([0x50; 16]).build();
+        for (at, x) in fl {
+            parent.bytes[at] ^= x;
+        }
+        let child = golden_child([0x50; 16]).build();
+        read_everything_beside(&child.bytes, &[("parent.vhd", &parent.bytes)]);
     }
 
     #[test]
