@@ -40,8 +40,8 @@ create create-fixed-1G-force.vhd fixed $((1024 * mib)) ,force_size=on
 # A raw disk of 7 MiB + 512 bytes with data in the first sector, across a
 # 2 MiB block boundary, in a lone sector mid-block, and in the last sector.
 truncate -s $((7 * mib + 512)) data.raw
-put() { # byte-offset sectors
-    head -c $(($2 * 512)) /dev/urandom >chunk.tmp
+put() { # byte-offset sectors (deterministic text, different at each offset)
+    { seq "$1" 999999999 || true; } | head -c $(($2 * 512)) >chunk.tmp
     dd if=chunk.tmp of=data.raw bs=512 seek=$(($1 / 512)) conv=notrunc status=none
 }
 put 0 1
