@@ -5,8 +5,8 @@ use super::{Findings, Options};
 use crate::disk::dynamic::MAX_BLOCK_SIZE;
 use crate::format::bat::{bitmap_bit, table_size_bytes};
 use crate::format::footer::{
-    CHECKSUM_RANGE, FEATURE_RESERVED, FEATURE_TEMPORARY, FIXED_DATA_OFFSET, FORMAT_VERSION,
-    HIDDEN_OFFSET,
+    field_at, CHECKSUM_RANGE, FEATURE_RESERVED, FEATURE_TEMPORARY, FIXED_DATA_OFFSET,
+    FORMAT_VERSION, HIDDEN_OFFSET,
 };
 use crate::format::header::{HEADER_DATA_OFFSET, HEADER_SIZE_U64, HEADER_VERSION, LOCATORS_OFFSET};
 use crate::format::image::{DynamicParts, TailFooter};
@@ -326,12 +326,26 @@ fn check_copies(f: &mut Findings<'_>, layout: &Layout) {
                     ),
                 );
             }
+            // Name the field, with both values (whole, when it is short).
+            let (field, range) = match field_at(first) {
+                Some((r, name)) if r.len() <= 16 => (name, r),
+                Some((_, name)) => (name, first..first + 1),
+                None => ("byte", first..first + 1),
+            };
+            let hex = |b: &[u8]| -> String {
+                b.get(range.clone())
+                    .unwrap_or_default()
+                    .iter()
+                    .fold("0x".to_string(), |s, x| s + &format!("{x:02x}"))
+            };
             f.error(
                 "FOOTER_COPIES_DIFFER",
                 first as u64,
                 format!(
-                    "the footer copy at offset 0 differs from the footer at {:#x}, first at byte {first}: {:#04x} vs {:#04x}",
-                    layout.footer_offset, hb[first], tb[first]
+                    "the footer copy at offset 0 differs from the footer at {:#x}, first at byte {first} ({field}): {} at offset 0 vs {} at the end",
+                    layout.footer_offset,
+                    hex(&hb),
+                    hex(&tb)
                 ),
             );
         }
@@ -348,6 +362,35 @@ fn check_copies(f: &mut Findings<'_>, layout: &Layout) {
     }
 }
 
+/// Where the structures of a dynamic disk must end: at the footer, or, when
+/// the footer is gone (a file cut right after its last block, which `repair`
+/// mends by appending the footer), at the end of the file.
+struct End {
+    offset: u64,
+    what: &'static str,
+}
+
+impl End {
+    fn of(layout: &Layout) -> End {
+        match layout.tail_kind {
+            TailFooter::Missing => End {
+                offset: layout.file_size,
+                what: "the end of the file",
+            },
+            _ => End {
+                offset: layout.footer_offset,
+                what: "the footer",
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at {:#x}", self.what, self.offset)
+    }
+}
+
 /// A region of the file that holds metadata, for overlap tests.
 struct Region {
     start: u64,
@@ -359,7 +402,8 @@ fn check_dynamic(f: &mut Findings<'_>, layout: &Layout, parts: &DynamicParts, by
     let h = &parts.header;
     let at = parts.header_offset;
     let footer = &layout.footer;
-    let file_end = layout.footer_offset;
+    let end = End::of(layout);
+    let file_end = end.offset;
     let computed = h.computed_checksum();
     if h.checksum != computed {
         f.error(
@@ -416,7 +460,7 @@ fn check_dynamic(f: &mut Findings<'_>, layout: &Layout, parts: &DynamicParts, by
             "BAT_OUTSIDE",
             at + 16,
             format!(
-                "BAT at {:#x} with {} entries ends at {:#x}, past the footer at {file_end:#x}",
+                "BAT at {:#x} with {} entries ends at {:#x}, past {end}",
                 h.table_offset,
                 h.max_table_entries,
                 h.table_offset.saturating_add(bat_len)
@@ -470,9 +514,9 @@ fn check_dynamic(f: &mut Findings<'_>, layout: &Layout, parts: &DynamicParts, by
             what: "BAT".into(),
         },
     ];
-    check_locators(f, parts, differencing, file_end, &mut regions);
+    check_locators(f, parts, differencing, &end, &mut regions);
     if let Some(bm) = &parts.batmap {
-        check_batmap(f, parts, bm, file_end, &mut regions);
+        check_batmap(f, parts, bm, &end, &mut regions);
     }
     if let Ok(bat) = &parts.bat {
         if block_size_ok {
@@ -485,7 +529,7 @@ fn check_locators(
     f: &mut Findings<'_>,
     parts: &DynamicParts,
     differencing: bool,
-    file_end: u64,
+    end: &End,
     regions: &mut Vec<Region>,
 ) {
     let h = &parts.header;
@@ -546,13 +590,13 @@ fn check_locators(
                 format!("locator {i} ({}) data offset: found {start:#x}, expected a sector-aligned offset after the footer copy", code.name()),
             );
         }
-        let end = start.saturating_add(length.max(space.min(length.max(512))));
-        if start.saturating_add(length) > file_end {
+        let region_end = start.saturating_add(length.max(space.min(length.max(512))));
+        if start.saturating_add(length) > end.offset {
             f.error(
                 "LOCATOR_OUTSIDE",
                 at + 16,
                 format!(
-                    "locator {i} ({}) data at {start:#x} + {length} bytes lies past the footer at {file_end:#x}",
+                    "locator {i} ({}) data at {start:#x} + {length} bytes lies past {end}",
                     code.name()
                 ),
             );
@@ -573,7 +617,7 @@ fn check_locators(
             start,
             end: start
                 .saturating_add(length)
-                .max(end.min(start.saturating_add(length))),
+                .max(region_end.min(start.saturating_add(length))),
             what: format!("locator {i} data"),
         });
     }
@@ -593,7 +637,7 @@ fn check_batmap(
     f: &mut Findings<'_>,
     parts: &DynamicParts,
     bm: &crate::format::image::BatmapParts,
-    file_end: u64,
+    end: &End,
     regions: &mut Vec<Region>,
 ) {
     let at = bm.header_offset;
@@ -629,24 +673,24 @@ fn check_batmap(
         Ok(m) => m,
     };
     let start = bm.header.batmap_offset;
-    let end = start + map.len() as u64;
-    if end > file_end {
+    let map_end = start + map.len() as u64;
+    if map_end > end.offset {
         f.error(
             "BATMAP_OUTSIDE",
             at + 8,
-            format!("batmap at {start:#x} ends at {end:#x}, past the footer at {file_end:#x}"),
+            format!("batmap at {start:#x} ends at {map_end:#x}, past {end}"),
         );
     }
     regions.push(Region {
         start,
-        end,
+        end: map_end,
         what: "batmap".into(),
     });
     let computed = Batmap::bitmap_checksum(map);
     if computed != bm.header.checksum {
         f.error(
             "BATMAP_CHECKSUM",
-            at + 20,
+            at + 24,
             format!(
                 "batmap checksum: stored {:#010x}, computed {computed:#010x}",
                 bm.header.checksum
@@ -681,7 +725,7 @@ fn check_blocks(
     let bs = u64::from(h.block_size);
     let bitmap_len = h.bitmap_size_bytes();
     let span = bitmap_len + bs;
-    let file_end = layout.footer_offset;
+    let end = End::of(layout);
     let needed = layout.footer.current_size.div_ceil(bs);
     let metadata_end = regions.iter().map(|r| r.end).max().unwrap_or(0);
     let mut blocks: Vec<(u64, usize)> = Vec::with_capacity(bat.allocated_count());
@@ -699,13 +743,13 @@ fn check_blocks(
                 format!("BAT entry {i} is allocated, but the disk has only {needed} blocks"),
             );
         }
-        if start.saturating_add(span) > file_end {
+        if start.saturating_add(span) > end.offset {
             if reported_outside < 8 {
                 f.error(
                     "BAT_ENTRY_OUTSIDE",
                     entry_at,
                     format!(
-                        "BAT entry {i}: block at sector {sector:#x} (byte {start:#x}) ends at {:#x}, past the footer at {file_end:#x} (truncated file?)",
+                        "BAT entry {i}: block at sector {sector:#x} (byte {start:#x}) ends at {:#x}, past {end} (truncated file?)",
                         start.saturating_add(span)
                     ),
                 );
@@ -737,17 +781,22 @@ fn check_blocks(
         f.error(
             "BAT_ENTRY_OUTSIDE",
             h.table_offset,
-            format!(
-                "{} more BAT entries point past the footer",
-                reported_outside - 8
-            ),
+            format!("{} more BAT entries point past {end}", reported_outside - 8),
         );
     }
-    // Overlaps between blocks: sort by position, compare neighbours.
+    // Overlaps between blocks: sort by position, compare neighbours (blocks
+    // are all `span` bytes, so a block that overlaps any earlier one overlaps
+    // its predecessor). Only blocks clear of the ones before them are scanned
+    // below, so that no byte of the file is read twice however many BAT
+    // entries point at it.
     blocks.sort_unstable();
     let mut overlaps = 0;
-    for w in blocks.windows(2) {
-        let ((a, ai), (b, bi)) = (w[0], w[1]);
+    let mut separate: Vec<(u64, usize)> = Vec::with_capacity(blocks.len());
+    for (k, &(b, bi)) in blocks.iter().enumerate() {
+        let Some(&(a, ai)) = k.checked_sub(1).and_then(|p| blocks.get(p)) else {
+            separate.push((b, bi));
+            continue;
+        };
         if b < a + span {
             if overlaps < 8 {
                 f.error(
@@ -759,14 +808,23 @@ fn check_blocks(
                 );
             }
             overlaps += 1;
+        } else {
+            separate.push((b, bi));
         }
+    }
+    if overlaps > 8 {
+        f.error(
+            "BAT_OVERLAP",
+            h.table_offset,
+            format!("{} more pairs of BAT entries overlap", overlaps - 8),
+        );
     }
     // Data hidden by the bitmap: sectors marked absent whose bytes are not zero.
     // For a differencing disk the parent's data shows there; qemu (which
     // ignores bitmaps) would show these bytes instead.
     let mut hidden = 0u64;
     let mut first_hidden = None;
-    for &(start, i) in &blocks {
+    for &(start, i) in &separate {
         let Some(bitmap) = bytes.get(start as usize..(start + bitmap_len) as usize) else {
             continue;
         };

@@ -259,6 +259,34 @@ impl Footer {
     }
 }
 
+/// The footer's fields by byte range, named as in the specification.
+pub const FIELDS: &[(std::ops::Range<usize>, &str)] = &[
+    (0..8, "cookie"),
+    (8..12, "features"),
+    (12..16, "file format version"),
+    (16..24, "data offset"),
+    (24..28, "timestamp"),
+    (28..32, "creator application"),
+    (32..36, "creator version"),
+    (36..40, "creator host OS"),
+    (40..48, "original size"),
+    (48..56, "current size"),
+    (56..60, "disk geometry"),
+    (60..64, "disk type"),
+    (64..68, "checksum"),
+    (68..84, "unique id"),
+    (84..85, "saved state"),
+    (85..FOOTER_SIZE, "reserved"),
+];
+
+/// The field holding byte `offset` of a footer, with its byte range.
+pub fn field_at(offset: usize) -> Option<(std::ops::Range<usize>, &'static str)> {
+    FIELDS
+        .iter()
+        .find(|(r, _)| r.contains(&offset))
+        .map(|(r, name)| (r.clone(), *name))
+}
+
 /// A creator application as written into new footers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Creator {
@@ -368,6 +396,16 @@ pub(crate) mod tests {
         bytes[48] ^= 1;
         let f = Footer::parse(&bytes, 0).unwrap();
         assert_ne!(f.checksum, f.computed_checksum());
+    }
+
+    #[test]
+    fn fields_by_offset() {
+        assert_eq!(field_at(27), Some((24..28, "timestamp")));
+        assert_eq!(field_at(84), Some((84..85, "saved state")));
+        assert_eq!(field_at(300).map(|f| f.1), Some("reserved"));
+        assert_eq!(field_at(512), None);
+        let covered: usize = FIELDS.iter().map(|(r, _)| r.len()).sum();
+        assert_eq!(covered, FOOTER_SIZE);
     }
 
     #[test]

@@ -120,9 +120,9 @@ impl Layout {
             }
         };
         let head = has_head_footer(bytes).then(|| Footer::parse(&bytes[..FOOTER_SIZE], 0));
-        let footer = match (&tail_footer, &head) {
-            (Ok(f), _) => f.clone(),
-            (Err(_), Some(Ok(f))) => f.clone(),
+        let (footer, footer_at) = match (&tail_footer, &head) {
+            (Ok(f), _) => (f.clone(), footer_offset),
+            (Err(_), Some(Ok(f))) => (f.clone(), 0),
             _ => return None,
         };
         let is_fixed =
@@ -135,7 +135,7 @@ impl Layout {
                 Footer::parse(slice_at(bytes, 0, FOOTER_SIZE_U64).unwrap_or(&[]), 0)
             }))
         };
-        let dynamic = (!is_fixed).then(|| parse_dynamic(bytes, &footer));
+        let dynamic = (!is_fixed).then(|| parse_dynamic(bytes, &footer, footer_at));
         Some(Layout {
             file_size,
             tail_kind,
@@ -153,13 +153,18 @@ impl Layout {
     }
 }
 
-fn parse_dynamic(bytes: &[u8], footer: &Footer) -> Result<DynamicParts, FormatError> {
+/// `footer_at` is the offset of the footer read (the tail one, or the copy at 0).
+fn parse_dynamic(
+    bytes: &[u8],
+    footer: &Footer,
+    footer_at: u64,
+) -> Result<DynamicParts, FormatError> {
     let header_offset = footer.data_offset;
     let header_bytes =
         slice_at(bytes, header_offset, HEADER_SIZE_U64).ok_or_else(|| FormatError {
             structure: "footer",
             field: "data offset",
-            offset: 16,
+            offset: footer_at + 16,
             found: format!("{header_offset:#x}"),
             expected: format!(
                 "the offset of a 1024-byte dynamic header inside the file ({} bytes)",
