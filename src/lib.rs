@@ -7,3 +7,4 @@
 
 pub mod disk;
 pub mod format;
+pub mod fs;

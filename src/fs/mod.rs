@@ -1,0 +1,3 @@
+//! Filesystems found inside partitions: probing and in-place growth.
+
+pub mod ext;

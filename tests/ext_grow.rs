@@ -1,0 +1,407 @@
+//! Growing ext2/3/4 images with `vhdkit::fs::ext` against `resize2fs` as the
+//! oracle: the same image is grown both ways, then `e2fsck -fn` must pass
+//! on ours and `dumpe2fs -h` must report the same counts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use vhdkit::disk::device::FileDevice;
+use vhdkit::fs::ext::{apply_grow, plan_grow, probe, FsError, Strategy};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+fn tools_present() -> bool {
+    let ok = ["mke2fs", "resize2fs", "e2fsck", "dumpe2fs", "debugfs"]
+        .iter()
+        .all(|t| Command::new(t).arg("-V").output().is_ok());
+    if !ok {
+        eprintln!(
+            "skipping: e2fsprogs (mke2fs, resize2fs, e2fsck, dumpe2fs, debugfs) not installed"
+        );
+    }
+    ok
+}
+
+fn run(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("run tool");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn truncate(path: &Path, size: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(size).unwrap();
+}
+
+/// Makes an image with `mke2fs args`, writes a few files into it.
+fn make_image(dir: &Path, size: u64, args: &[&str]) -> PathBuf {
+    let img = dir.join("orig.img");
+    std::fs::File::create(&img).unwrap().set_len(size).unwrap();
+    let mut cmd = Command::new("mke2fs");
+    cmd.args(["-F", "-q", "-U", "6b1a5e2e-2f7c-4d41-9a43-0d8f3c1e9b01"])
+        .args(args)
+        .arg(&img)
+        .env("E2FSPROGS_FAKE_TIME", "1700000000")
+        .env("MKE2FS_CONFIG", "/etc/mke2fs.conf");
+    run(&mut cmd);
+    for (name, len) in [
+        ("small", 3000usize),
+        ("medium", 200_000),
+        ("large", 1_500_000),
+    ] {
+        let src = dir.join(name);
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+        std::fs::write(&src, data).unwrap();
+        run(Command::new("debugfs")
+            .args(["-w", "-R"])
+            .arg(format!("write {} {name}", src.display()))
+            .arg(&img));
+    }
+    img
+}
+
+fn copy(src: &Path, dst: &Path) {
+    run(Command::new("cp").arg("--sparse=always").arg(src).arg(dst));
+}
+
+fn dumpe2fs(img: &Path) -> BTreeMap<String, String> {
+    let out = run(Command::new("dumpe2fs").arg("-h").arg(img));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn fsck_clean(img: &Path) {
+    let out = Command::new("e2fsck")
+        .args(["-fn"])
+        .arg(img)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "e2fsck -fn {} found problems:\n{}\n{}",
+        img.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn file_bytes(img: &Path, dir: &Path, name: &str) -> Vec<u8> {
+    let out = dir.join(format!("dump-{name}"));
+    run(Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("dump {name} {}", out.display()))
+        .arg(img));
+    std::fs::read(out).unwrap()
+}
+
+fn grow_ours(img: &Path, size: u64) -> vhdkit::fs::ext::GrowPlan {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(img)
+        .unwrap();
+    let mut dev = FileDevice::new(file).unwrap();
+    let plan = plan_grow(&dev, size).unwrap();
+    apply_grow(&mut dev, &plan).unwrap();
+    plan
+}
+
+const COUNTS: [&str; 3] = ["Block count", "Inode count", "Blocks per group"];
+const FREE_COUNTS: [&str; 3] = ["Free blocks", "Free inodes", "Reserved block count"];
+
+/// Grows one copy with resize2fs and one with us; compares. `same_free`
+/// is false where our layout differs by design (meta_bg conversion).
+fn compare(args: &[&str], size: u64, new_size: u64, same_free: bool) -> vhdkit::fs::ext::GrowPlan {
+    let dir = tempfile::TempDir::new().unwrap();
+    let orig = make_image(dir.path(), size, args);
+    let a = dir.path().join("a.img");
+    let b = dir.path().join("b.img");
+    copy(&orig, &a);
+    copy(&orig, &b);
+    truncate(&a, new_size);
+    truncate(&b, new_size);
+    run(Command::new("resize2fs")
+        .arg(&a)
+        .env("RESIZE2FS_FORCE_LAZY_ITABLE_INIT", "1"));
+    let plan = grow_ours(&b, new_size);
+    fsck_clean(&b);
+    let (da, db) = (dumpe2fs(&a), dumpe2fs(&b));
+    let mut fields: Vec<&str> = COUNTS.to_vec();
+    if same_free {
+        fields.extend(FREE_COUNTS);
+    } else {
+        fields.push("Reserved block count");
+    }
+    for f in fields {
+        assert_eq!(
+            da.get(f),
+            db.get(f),
+            "dumpe2fs field {f:?} differs (resize2fs vs ours)"
+        );
+    }
+    assert_eq!(plan.after.blocks_count.to_string(), db["Block count"]);
+    assert_eq!(plan.after.free_blocks.to_string(), db["Free blocks"]);
+    for name in ["small", "medium", "large"] {
+        assert_eq!(
+            file_bytes(&a, dir.path(), name),
+            file_bytes(&b, dir.path(), name),
+            "{name} differs"
+        );
+    }
+    // Growing again to the same size changes nothing.
+    let file = std::fs::File::open(&b).unwrap();
+    let again = plan_grow(&FileDevice::new(file).unwrap(), new_size).unwrap();
+    assert_eq!(again.strategy, Strategy::NoChange);
+    assert!(again.changed_blocks.is_empty());
+    plan
+}
+
+#[test]
+fn ext4_1k_a_few_blocks_more() {
+    if !tools_present() {
+        return;
+    }
+    let plan = compare(
+        &["-t", "ext4", "-b", "1024"],
+        64 * MIB,
+        64 * MIB + 200 * 1024,
+        true,
+    );
+    assert_eq!(plan.new_groups, 0);
+}
+
+#[test]
+fn ext4_4k_exactly_one_more_group() {
+    if !tools_present() {
+        return;
+    }
+    let plan = compare(&["-t", "ext4", "-b", "4096"], 256 * MIB, 384 * MIB, true);
+    assert_eq!(plan.new_groups, 1);
+}
+
+#[test]
+fn ext4_1k_ten_times_within_reserved_gdt() {
+    if !tools_present() {
+        return;
+    }
+    let plan = compare(&["-t", "ext4", "-b", "1024"], 64 * MIB, 640 * MIB, true);
+    assert_eq!(plan.strategy, Strategy::ReservedGdt);
+}
+
+#[test]
+fn ext4_4k_uninit_bg_without_metadata_csum_ten_times() {
+    if !tools_present() {
+        return;
+    }
+    let plan = compare(
+        &["-t", "ext4", "-b", "4096", "-O", "^metadata_csum,uninit_bg"],
+        128 * MIB,
+        1280 * MIB,
+        true,
+    );
+    assert!(plan.new_groups > 0);
+}
+
+#[test]
+fn ext4_32bit_descriptors_with_orphan_file() {
+    if !tools_present() {
+        return;
+    }
+    compare(
+        &["-t", "ext4", "-b", "4096", "-O", "^64bit,orphan_file"],
+        100 * MIB,
+        900 * MIB,
+        true,
+    );
+}
+
+#[test]
+fn ext3_1k_ten_times_writes_bitmaps_and_inode_tables() {
+    if !tools_present() {
+        return;
+    }
+    let plan = compare(&["-t", "ext3", "-b", "1024"], 32 * MIB, 320 * MIB, true);
+    assert!(plan.after.features.contains(&"has_journal".to_string()));
+    assert_eq!(plan.after.kind, "ext3");
+}
+
+#[test]
+fn ext2_4k_without_flex_bg() {
+    if !tools_present() {
+        return;
+    }
+    compare(
+        &["-t", "ext2", "-b", "4096"],
+        64 * MIB,
+        200 * MIB + 12 * 4096,
+        true,
+    );
+}
+
+#[test]
+fn ext4_large_sparse_target_within_reserved_gdt() {
+    if !tools_present() {
+        return;
+    }
+    let plan = compare(&["-t", "ext4", "-b", "4096"], 512 * MIB, 64 * GIB, true);
+    assert_eq!(plan.strategy, Strategy::ReservedGdt);
+}
+
+#[test]
+fn ext2_without_resize_inode_converts_to_meta_bg() {
+    if !tools_present() {
+        return;
+    }
+    // 1 KiB blocks, 32-byte descriptors: 32 groups per descriptor block.
+    let plan = compare(
+        &["-t", "ext2", "-b", "1024", "-O", "^resize_inode"],
+        16 * MIB,
+        300 * MIB,
+        false,
+    );
+    assert_eq!(plan.strategy, Strategy::ConvertToMetaBg);
+    assert_eq!(plan.after.first_meta_bg, Some(1));
+}
+
+#[test]
+fn ext4_1k_256m_to_40g_goes_beyond_the_reserved_gdt_blocks() {
+    if !tools_present() {
+        return;
+    }
+    let plan = compare(&["-t", "ext4", "-b", "1024"], 256 * MIB, 40 * GIB, false);
+    assert_eq!(plan.strategy, Strategy::ConvertToMetaBg);
+    assert_eq!(
+        plan.before.desc_blocks + u64::from(plan.before.reserved_gdt_blocks),
+        258
+    );
+    assert_eq!(plan.after.desc_blocks, 320);
+    assert!(plan.after.features.contains(&"meta_bg".to_string()));
+    assert!(!plan.after.features.contains(&"resize_inode".to_string()));
+}
+
+#[test]
+fn planning_a_1_tib_grow_is_fast() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let img = make_image(dir.path(), 256 * MIB, &["-t", "ext4", "-b", "4096"]);
+    truncate(&img, 1 << 40);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    let mut dev = FileDevice::new(file).unwrap();
+    let started = std::time::Instant::now();
+    let plan = plan_grow(&dev, 1 << 40).unwrap();
+    assert!(
+        started.elapsed().as_secs_f64() < 3.0,
+        "planning took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(plan.after.groups, 8192);
+    apply_grow(&mut dev, &plan).unwrap();
+    drop(dev);
+    fsck_clean(&img);
+}
+
+fn open(img: &Path) -> FileDevice {
+    FileDevice::new(
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(img)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn digest(img: &Path) -> Vec<u8> {
+    std::fs::read(img).unwrap()
+}
+
+#[test]
+fn refusals_write_nothing() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    // Not cleanly unmounted.
+    let img = make_image(dir.path(), 16 * MIB, &["-t", "ext4", "-b", "1024"]);
+    run(Command::new("debugfs")
+        .args(["-w", "-R", "ssv state 0"])
+        .arg(&img));
+    truncate(&img, 32 * MIB);
+    let before = digest(&img);
+    let err = plan_grow(&open(&img), 32 * MIB).unwrap_err();
+    assert!(matches!(err, FsError::NeedsFsck { .. }), "{err}");
+    assert!(err.to_string().contains("e2fsck -f"), "{err}");
+    assert_eq!(digest(&img), before);
+
+    // Orphans listed.
+    let img = make_image(dir.path(), 16 * MIB, &["-t", "ext4", "-b", "1024"]);
+    run(Command::new("debugfs")
+        .args(["-w", "-R", "ssv last_orphan 12"])
+        .arg(&img));
+    truncate(&img, 32 * MIB);
+    let err = plan_grow(&open(&img), 32 * MIB).unwrap_err();
+    assert!(err.to_string().contains("orphan"), "{err}");
+
+    // Shrinking.
+    let img = make_image(dir.path(), 16 * MIB, &["-t", "ext4", "-b", "1024"]);
+    let err = plan_grow(&open(&img), 8 * MIB).unwrap_err();
+    assert!(matches!(err, FsError::Unsupported { .. }), "{err}");
+    assert!(err.to_string().contains("shrinking"), "{err}");
+
+    // A feature we do not grow.
+    let img = dir.path().join("bigalloc.img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(64 * MIB)
+        .unwrap();
+    run(Command::new("mke2fs")
+        .args(["-F", "-q", "-t", "ext4", "-O", "bigalloc", "-C", "16384"])
+        .arg(&img));
+    truncate(&img, 128 * MIB);
+    let before = digest(&img);
+    let err = plan_grow(&open(&img), 128 * MIB).unwrap_err();
+    assert!(err.to_string().contains("bigalloc"), "{err}");
+    assert_eq!(digest(&img), before);
+
+    // A stale plan.
+    let img = make_image(dir.path(), 16 * MIB, &["-t", "ext4", "-b", "1024"]);
+    truncate(&img, 64 * MIB);
+    let mut plan = plan_grow(&open(&img), 64 * MIB).unwrap();
+    plan.after.blocks_count += 1;
+    let before = digest(&img);
+    let err = apply_grow(&mut open(&img), &plan).unwrap_err();
+    assert!(matches!(err, FsError::StalePlan { .. }), "{err}");
+    assert_eq!(digest(&img), before);
+}
+
+#[test]
+fn probe_tells_ext_from_not_ext() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let img = make_image(dir.path(), 16 * MIB, &["-t", "ext3", "-b", "1024"]);
+    let info = probe(&open(&img)).unwrap().unwrap();
+    assert_eq!(info.kind, "ext3");
+    assert_eq!(info.block_size, 1024);
+    assert_eq!(info.blocks_count, 16384);
+    let zero = dir.path().join("zero.img");
+    std::fs::File::create(&zero).unwrap().set_len(MIB).unwrap();
+    assert!(probe(&open(&zero)).unwrap().is_none());
+}
