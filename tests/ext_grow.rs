@@ -405,3 +405,27 @@ fn probe_tells_ext_from_not_ext() {
     std::fs::File::create(&zero).unwrap().set_len(MIB).unwrap();
     assert!(probe(&open(&zero)).unwrap().is_none());
 }
+
+#[test]
+fn ext2_without_sparse_super_converts_without_clobbering_bitmaps() {
+    // Regression: classic descriptor copies were written into every group
+    // with a superblock, including meta_bg groups whose block bitmap sits
+    // right after their superblock.
+    if !tools_present() {
+        return;
+    }
+    let plan = compare(
+        &[
+            "-t",
+            "ext2",
+            "-b",
+            "1024",
+            "-O",
+            "^sparse_super,^resize_inode",
+        ],
+        20 * MIB,
+        700 * MIB,
+        false,
+    );
+    assert_eq!(plan.strategy, Strategy::ConvertToMetaBg);
+}

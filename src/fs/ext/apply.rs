@@ -119,15 +119,23 @@ fn io_err(operation: &'static str, offset: u64) -> impl FnOnce(std::io::Error) -
     }
 }
 
-fn set_bit(bitmap: &mut [u8], index: u64, value: bool) {
-    if let Some(byte) = usize::try_from(index / 8)
-        .ok()
-        .and_then(|i| bitmap.get_mut(i))
-    {
-        if value {
-            *byte |= 1 << (index % 8);
+/// Sets (or clears) bits `start..start + len` of `bitmap`, whole bytes at
+/// a time where it can.
+fn set_range(bitmap: &mut [u8], start: u64, len: u64, value: bool) {
+    let end = start.saturating_add(len).min(bitmap.len() as u64 * 8);
+    let mut b = start;
+    while b < end {
+        let byte = usize::try_from(b / 8).unwrap_or(usize::MAX);
+        let Some(slot) = bitmap.get_mut(byte) else {
+            return;
+        };
+        if b % 8 == 0 && end - b >= 8 {
+            *slot = if value { 0xFF } else { 0 };
+            b += 8;
         } else {
-            *byte &= !(1 << (index % 8));
+            let mask = 1u8 << (b % 8);
+            *slot = if value { *slot | mask } else { *slot & !mask };
+            b += 1;
         }
     }
 }
@@ -137,21 +145,14 @@ fn set_bit(bitmap: &mut [u8], index: u64, value: bool) {
 fn new_block_bitmap(layout: &Layout, g: u64, bs: usize) -> Vec<u8> {
     let geo = &layout.geo;
     let mut buf = vec![0xFFu8; bs];
-    for b in 0..geo.blocks_per_group {
-        set_bit(&mut buf, b, false);
-    }
-    for b in 0..geo.backup_len(g) {
-        set_bit(&mut buf, b, true);
-    }
+    set_range(&mut buf, 0, geo.blocks_per_group, false);
+    set_range(&mut buf, 0, geo.backup_len(g), true);
     let first = geo.group_first(g);
     for (s, l) in allocated_in(&layout.allocated, first, first + geo.blocks_per_group) {
-        for b in s..s + l {
-            set_bit(&mut buf, b - first, true);
-        }
+        set_range(&mut buf, s - first, l, true);
     }
-    for b in geo.group_blocks(g)..geo.blocks_per_group {
-        set_bit(&mut buf, b, true);
-    }
+    let blocks = geo.group_blocks(g);
+    set_range(&mut buf, blocks, geo.blocks_per_group - blocks, true);
     buf
 }
 

@@ -121,7 +121,11 @@ impl Geometry {
                 }
             }
         } else if index < self.classic_gdt_blocks() {
-            for group in (0..self.groups).filter(|&g| self.has_super(g)) {
+            // Classic copies exist only in groups before the meta_bg part.
+            let classic = std::iter::once(0)
+                .chain(self.backup_groups())
+                .filter(|&g| !self.in_meta_part(g));
+            for group in classic {
                 out.push((group, self.group_first(group) + 1 + index));
             }
         }
@@ -130,8 +134,24 @@ impl Geometry {
 
     /// Groups after group 0 with a superblock backup, ascending (the
     /// order ext2fs_list_backups yields them in).
-    pub fn backup_groups(&self) -> impl Iterator<Item = u64> + '_ {
-        (1..self.groups).filter(|&g| self.has_super(g))
+    pub fn backup_groups(&self) -> impl Iterator<Item = u64> {
+        let mut groups: Vec<u64> = if self.sparse_super {
+            // 1 and the powers of 3, 5 and 7, without walking every group.
+            let mut v = vec![1];
+            for base in [3u64, 5, 7] {
+                let mut p = base;
+                while p < self.groups {
+                    v.push(p);
+                    p = p.saturating_mul(base);
+                }
+            }
+            v
+        } else {
+            (1..self.groups).collect()
+        };
+        groups.retain(|&g| g < self.groups);
+        groups.sort_unstable();
+        groups.into_iter()
     }
 }
 
@@ -185,5 +205,20 @@ mod tests {
         assert_eq!(g.backup_len(33), 1);
         assert_eq!(g.backup_len(49), 2);
         assert_eq!(g.backup_len(25), 1 + 2);
+    }
+
+    #[test]
+    fn classic_descriptor_copies_stop_where_meta_bg_starts() {
+        // Regression: without sparse_super every group has a superblock,
+        // but copies of the classic table belong only to groups before
+        // the meta_bg part (later ones hold their bitmaps there).
+        let mut g = geo();
+        g.sparse_super = false;
+        g.meta_bg = true;
+        g.first_meta_bg = 1;
+        g.reserved_gdt_blocks = 0;
+        let groups: Vec<u64> = g.desc_block_locations(0).iter().map(|l| l.0).collect();
+        assert_eq!(groups, (0..16).collect::<Vec<u64>>());
+        assert_eq!(g.backup_len(20), 1);
     }
 }
