@@ -116,8 +116,18 @@ fn grow_ours(img: &Path, size: u64) -> vhdkit::fs::ext::GrowPlan {
     plan
 }
 
-const COUNTS: [&str; 3] = ["Block count", "Inode count", "Blocks per group"];
-const FREE_COUNTS: [&str; 3] = ["Free blocks", "Free inodes", "Reserved block count"];
+const COUNTS: [&str; 4] = [
+    "Block count",
+    "Inode count",
+    "Blocks per group",
+    "First block",
+];
+const FREE_COUNTS: [&str; 4] = [
+    "Free blocks",
+    "Free inodes",
+    "Reserved block count",
+    "Reserved GDT blocks",
+];
 
 /// Grows one copy with resize2fs and one with us; compares. `same_free`
 /// is false where our layout differs by design (meta_bg conversion).
@@ -151,6 +161,24 @@ fn compare(args: &[&str], size: u64, new_size: u64, same_free: bool) -> vhdkit::
     }
     assert_eq!(plan.after.blocks_count.to_string(), db["Block count"]);
     assert_eq!(plan.after.free_blocks.to_string(), db["Free blocks"]);
+    let groups_a = run(Command::new("dumpe2fs").arg(&a)).stdout;
+    let groups_b = run(Command::new("dumpe2fs").arg(&b)).stdout;
+    let count_groups = |out: &[u8]| {
+        String::from_utf8_lossy(out)
+            .lines()
+            .filter_map(|l| l.strip_prefix("Group ")?.split_once(':'))
+            .filter(|(n, _)| n.chars().all(|c| c.is_ascii_digit()))
+            .count()
+    };
+    assert_eq!(
+        count_groups(&groups_a),
+        count_groups(&groups_b),
+        "group count differs"
+    );
+    assert_eq!(count_groups(&groups_b) as u64, plan.after.groups);
+    // The plan is plain data that serializes.
+    let json = serde_json::to_string(&plan).unwrap();
+    assert!(json.contains("\"changed_blocks\""), "{json}");
     for name in ["small", "medium", "large"] {
         assert_eq!(
             file_bytes(&a, dir.path(), name),
@@ -428,4 +456,58 @@ fn ext2_without_sparse_super_converts_without_clobbering_bitmaps() {
         false,
     );
     assert_eq!(plan.strategy, Strategy::ConvertToMetaBg);
+}
+
+#[test]
+fn ext4_1k_without_flex_bg_keeps_tables_in_their_groups() {
+    if !tools_present() {
+        return;
+    }
+    compare(
+        &["-t", "ext4", "-b", "1024", "-O", "^flex_bg"],
+        20 * MIB,
+        700 * MIB,
+        true,
+    );
+}
+
+#[test]
+fn ext4_4k_short_groups_pad_their_bitmaps() {
+    if !tools_present() {
+        return;
+    }
+    // 4096 blocks per group in 4 KiB blocks: bitmap bits past the group.
+    compare(
+        &["-t", "ext4", "-b", "4096", "-g", "4096"],
+        20 * MIB,
+        700 * MIB,
+        true,
+    );
+}
+
+#[test]
+fn ext4_already_meta_bg_grows_like_resize2fs() {
+    if !tools_present() {
+        return;
+    }
+    let plan = compare(
+        &["-t", "ext4", "-b", "1024", "-O", "meta_bg,^resize_inode"],
+        20 * MIB,
+        700 * MIB,
+        true,
+    );
+    assert_eq!(plan.strategy, Strategy::MetaBg);
+}
+
+#[test]
+fn ext4_128_byte_inodes_rebuild_the_resize_inode() {
+    if !tools_present() {
+        return;
+    }
+    compare(
+        &["-t", "ext4", "-b", "1024", "-I", "128"],
+        20 * MIB,
+        700 * MIB,
+        true,
+    );
 }

@@ -825,6 +825,9 @@ pub fn compute(dev: &dyn Device, old: &OldFs, dev_blocks: u64) -> Result<Layout,
     }
     sb.reserved_gdt_blocks = u16::try_from(geo.reserved_gdt_blocks)
         .map_err(|_| FsError::unsupported("reserved GDT blocks beyond 2^16"))?;
+    if sb.has_compat(COMPAT_RESIZE_INODE) {
+        check_resize_inode_fits(&geo)?;
+    }
     let resize_inode = if resize_ino {
         Some(ResizeInode::read_from(dev, old)?)
     } else {
@@ -951,6 +954,30 @@ pub fn compute(dev: &dyn Device, old: &OldFs, dev_blocks: u64) -> Result<Layout,
         old_bitmaps,
         resize_inode,
     })
+}
+
+/// The rebuilt resize inode must list every backup of a reserved GDT
+/// block in one indirect block, with 32-bit block numbers; refused here
+/// so that nothing is half written.
+fn check_resize_inode_fits(geo: &Geometry) -> Result<(), FsError> {
+    let per_block = geo.block_size / 4;
+    let backups: Vec<u64> = geo.backup_groups().collect();
+    if backups.len() as u64 > per_block {
+        return Err(FsError::unsupported(format!(
+            "a resize inode listing {} backup groups (one block holds {per_block})",
+            backups.len()
+        )));
+    }
+    let last_reserved = geo.first_data_block + geo.desc_blocks() + geo.reserved_gdt_blocks;
+    let highest = backups
+        .last()
+        .map_or(last_reserved, |&g| last_reserved + g * geo.blocks_per_group);
+    if highest > u64::from(u32::MAX) {
+        return Err(FsError::unsupported(format!(
+            "a resize inode pointing at block {highest} (beyond 2^32)"
+        )));
+    }
+    Ok(())
 }
 
 /// The reserved block count scaled as resize2fs does it, in doubles:
