@@ -1006,6 +1006,61 @@ pub fn resize_inode_sectors(geo: &Geometry) -> u64 {
 mod tests {
     use super::*;
 
+    use super::super::superblock::tests::golden;
+
+    /// One change to a valid superblock.
+    type Mutation = fn(&mut Superblock);
+
+    fn refusal(change: Mutation) -> FsError {
+        let mut sb = Superblock::parse(&golden(), SUPERBLOCK_OFFSET).unwrap();
+        check_growable(&sb).unwrap();
+        change(&mut sb);
+        check_growable(&sb).unwrap_err()
+    }
+
+    #[test]
+    fn filesystems_needing_fsck_are_refused_with_the_reason() {
+        let cases: [(Mutation, &str); 6] = [
+            (|sb| sb.state |= STATE_ERROR_FS, "ERROR_FS"),
+            (|sb| sb.state = 0, "not cleanly unmounted"),
+            (|sb| sb.mtime = sb.lastcheck + 1, "s_lastcheck"),
+            (|sb| sb.last_orphan = 12, "s_last_orphan 12"),
+            (
+                |sb| sb.feature_incompat |= INCOMPAT_RECOVER,
+                "needs_recovery",
+            ),
+            (
+                |sb| sb.feature_ro_compat |= RO_COMPAT_ORPHAN_PRESENT,
+                "orphan_present",
+            ),
+        ];
+        for (change, words) in cases {
+            match refusal(change) {
+                FsError::NeedsFsck { reason } => assert!(reason.contains(words), "{reason}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unhandled_features_are_refused_by_name() {
+        let cases: [(Mutation, &str); 4] = [
+            (|sb| sb.feature_ro_compat |= RO_COMPAT_BIGALLOC, "bigalloc"),
+            (
+                |sb| sb.feature_compat |= COMPAT_SPARSE_SUPER2,
+                "sparse_super2",
+            ),
+            (|sb| sb.feature_incompat |= INCOMPAT_MMP, "mmp"),
+            (|sb| sb.feature_incompat |= 0x4000_0000, "0x40000000"),
+        ];
+        for (change, words) in cases {
+            match refusal(change) {
+                FsError::Unsupported { what } => assert!(what.contains(words), "{what}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn reserved_blocks_scale_like_resize2fs() {
         // 5% of 262144 blocks grown ten times.
