@@ -481,16 +481,22 @@ pub struct Layout {
     pub resize_inode: Option<ResizeInode>,
 }
 
+/// Old groups' block bitmaps (bpg/8 bytes each), read when first needed,
+/// with the blocks the last old group gains marked free.
+struct OldBitmaps<'a> {
+    dev: &'a dyn Device,
+    old: &'a OldFs,
+    new_geo: Geometry,
+    cache: BTreeMap<u64, Vec<u8>>,
+}
+
 /// The state of the table-placement emulation.
 struct Placer<'a> {
-    dev: &'a dyn Device,
     old: &'a OldFs,
     geo: Geometry,
     descs: GroupDescs,
     allocated: BTreeMap<u64, u64>,
-    /// Old groups' block bitmaps as read (bpg/8 bytes), tail freed for the
-    /// last old group.
-    cache: BTreeMap<u64, Vec<u8>>,
+    bitmaps: OldBitmaps<'a>,
     hosts: BTreeSet<u64>,
 }
 
@@ -514,11 +520,11 @@ fn set_bit(bitmap: &mut [u8], index: u64, value: bool) {
     }
 }
 
-impl Placer<'_> {
+impl OldBitmaps<'_> {
     /// The block bitmap of old group `g`: read (checksum verified), or
     /// derived for a BLOCK_UNINIT group; blocks past the old end that now
     /// exist are free.
-    fn old_bitmap(&mut self, g: u64) -> Result<&mut Vec<u8>, FsError> {
+    fn get(&mut self, g: u64) -> Result<&mut Vec<u8>, FsError> {
         if !self.cache.contains_key(&g) {
             let old = self.old;
             let geo = &old.geo;
@@ -570,7 +576,7 @@ impl Placer<'_> {
                 bm
             };
             if g == geo.groups - 1 {
-                for b in geo.group_blocks(g)..self.geo.group_blocks(g) {
+                for b in geo.group_blocks(g)..self.new_geo.group_blocks(g) {
                     set_bit(&mut bitmap, b, false);
                 }
             }
@@ -580,7 +586,9 @@ impl Placer<'_> {
             .get_mut(&g)
             .ok_or_else(|| FsError::unsupported("bitmap cache"))
     }
+}
 
+impl Placer<'_> {
     /// The first block in use in `lo..hi`, if any.
     fn first_used(&mut self, lo: u64, hi: u64) -> Result<Option<u64>, FsError> {
         if let Some((&s, &l)) = self.allocated.range(..=lo).next_back() {
@@ -599,7 +607,7 @@ impl Placer<'_> {
             let first = self.geo.group_first(g);
             let seg_end = limit.min(first + self.geo.blocks_per_group);
             if g < self.old.geo.groups {
-                let bm = self.old_bitmap(g)?;
+                let bm = self.bitmaps.get(g)?;
                 if let Some(x) = (b..seg_end).find(|&x| bit(bm, x - first)) {
                     return Ok(Some(x));
                 }
@@ -837,12 +845,16 @@ pub fn compute(dev: &dyn Device, old: &OldFs, dev_blocks: u64) -> Result<Layout,
     let mut descs = old.descs.clone();
     descs.grow_to(to_usize(geo.groups, "group count")?);
     let mut placer = Placer {
-        dev,
         old,
         geo: geo.clone(),
         descs,
         allocated: BTreeMap::new(),
-        cache: BTreeMap::new(),
+        bitmaps: OldBitmaps {
+            dev,
+            old,
+            new_geo: geo.clone(),
+            cache: BTreeMap::new(),
+        },
         hosts: BTreeSet::new(),
     };
     for g in old_geo.groups..geo.groups {
@@ -851,7 +863,7 @@ pub fn compute(dev: &dyn Device, old: &OldFs, dev_blocks: u64) -> Result<Layout,
     let Placer {
         mut descs,
         allocated,
-        mut cache,
+        mut bitmaps,
         hosts,
         ..
     } = placer;
@@ -874,19 +886,10 @@ pub fn compute(dev: &dyn Device, old: &OldFs, dev_blocks: u64) -> Result<Layout,
             freed_dind = Some(ri.dind);
         }
     }
-    let mut reload = Placer {
-        dev,
-        old,
-        geo: geo.clone(),
-        descs: old.descs.clone(),
-        allocated: BTreeMap::new(),
-        cache: std::mem::take(&mut cache),
-        hosts: BTreeSet::new(),
-    };
     let mut old_bitmaps = BTreeMap::new();
     for &g in &touched {
         let first = geo.group_first(g);
-        let mut bm = reload.old_bitmap(g)?.clone();
+        let mut bm = bitmaps.get(g)?.clone();
         for (s, l) in allocated_in(&allocated, first, first + geo.blocks_per_group) {
             for b in s..s + l {
                 set_bit(&mut bm, b - first, true);
