@@ -511,3 +511,20 @@ fn ext4_128_byte_inodes_rebuild_the_resize_inode() {
         true,
     );
 }
+
+#[test]
+fn rounding_never_shrinks() {
+    if !tools_present() {
+        return;
+    }
+    // 16385 blocks of 1 KiB: resize2fs' page rounding would give 16384.
+    let dir = tempfile::TempDir::new().unwrap();
+    let img = make_image(dir.path(), 16385 * 1024, &["-t", "ext4", "-b", "1024"]);
+    truncate(&img, 16387 * 1024);
+    let before = digest(&img);
+    let plan = plan_grow(&open(&img), 16387 * 1024).unwrap();
+    assert_eq!(plan.strategy, Strategy::NoChange);
+    assert_eq!(plan.after, plan.before);
+    apply_grow(&mut open(&img), &plan).unwrap();
+    assert_eq!(digest(&img), before);
+}

@@ -793,14 +793,16 @@ pub fn compute(dev: &dyn Device, old: &OldFs, dev_blocks: u64) -> Result<Layout,
         old_bitmaps: BTreeMap::new(),
         resize_inode: None,
     };
-    if new_blocks == old_geo.blocks_count {
-        return Ok(unchanged);
-    }
-    if new_blocks < old_geo.blocks_count {
+    if dev_blocks < old_geo.blocks_count {
         return Err(FsError::unsupported(format!(
-            "shrinking from {} to {new_blocks} blocks",
+            "shrinking from {} to {dev_blocks} blocks",
             old_geo.blocks_count
         )));
+    }
+    // resize2fs would shrink by the few blocks its rounding takes off a
+    // device no smaller than the filesystem; growing never shrinks.
+    if new_blocks <= old_geo.blocks_count {
+        return Ok(unchanged);
     }
     let mut geo = old_geo.clone();
     geo.blocks_count = new_blocks;
