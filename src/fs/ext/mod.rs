@@ -18,6 +18,21 @@
 //! tables lazily, as after `resize2fs` with lazy_itable_init). Without group
 //! checksums every new bitmap is written and every new inode table zeroed.
 //!
+//! Refused before anything is written: a filesystem needing `e2fsck -f`
+//! (error state, not cleanly unmounted, last check older than last mount,
+//! orphans, journal needing recovery), features whose layout this code does
+//! not grow (bigalloc, sparse_super2, mmp, journal_dev, snapshots, unknown
+//! bits...), a smaller device (shrinking), and sizes resize2fs refuses too
+//! (over 2^32-1 blocks without 64bit, more than 2^32-1 inodes, a descriptor
+//! table larger than a group). Like resize2fs, the size used is the
+//! device's rounded down to whole 4 KiB pages, minus a last group too
+//! small for its tables plus 50 blocks; unlike it, rounding never shrinks.
+//!
+//! Flags may differ from resize2fs' where counts cannot: old groups keep
+//! their `BLOCK_UNINIT` flags unless their bitmap changes, and new groups
+//! never get `ITABLE_ZEROED` (their tables are not zeroed when group
+//! checksums allow lazy initialisation).
+//!
 //! When the descriptor table must grow past its reserved GDT blocks (or
 //! there are none), this code does what the Linux kernel's online resize
 //! does rather than what resize2fs does: it does not move inode tables or
