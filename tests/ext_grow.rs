@@ -528,3 +528,34 @@ fn rounding_never_shrinks() {
     apply_grow(&mut open(&img), &plan).unwrap();
     assert_eq!(digest(&img), before);
 }
+
+#[test]
+fn a_corrupt_descriptor_is_named_and_nothing_written() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let img = make_image(dir.path(), 16 * MIB, &["-t", "ext4", "-b", "1024"]);
+    // Group 1's descriptor: table at block 2, 64 bytes each; its free
+    // block count (offset 0x0C) changes, its checksum does not.
+    let at = 2 * 1024 + 64 + 0x0C;
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[at] ^= 0x01;
+    std::fs::write(&img, &bytes).unwrap();
+    truncate(&img, 64 * MIB);
+    let before = digest(&img);
+    match plan_grow(&open(&img), 64 * MIB).unwrap_err() {
+        FsError::Corrupt {
+            structure,
+            field,
+            offset,
+            ..
+        } => {
+            assert_eq!(structure, "group descriptor");
+            assert_eq!(field, "bg_checksum");
+            assert_eq!(offset, 2 * 1024 + 64 + 0x1E);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(digest(&img), before);
+}

@@ -789,6 +789,24 @@ pub(crate) mod tests {
         assert_eq!(corrupt_field(raw).0, "s_desc_size");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..1100)) {
+            let _ = Superblock::parse(&bytes, SUPERBLOCK_OFFSET);
+        }
+
+        #[test]
+        fn any_one_byte_change_parses_or_errs(at in 0usize..SUPERBLOCK_SIZE, value in proptest::num::u8::ANY) {
+            let mut raw = golden();
+            raw[at] = value;
+            reseal(&mut raw);
+            if let Ok(sb) = Superblock::parse(&raw, SUPERBLOCK_OFFSET) {
+                // What parses also serializes back to the same bytes.
+                proptest::prop_assert_eq!(sb.to_bytes(0).to_vec(), raw.to_vec());
+            }
+        }
+    }
+
     #[test]
     fn short_input_is_corrupt_not_a_panic() {
         let (field, ..) = match Superblock::parse(&[0u8; 100], 0) {
