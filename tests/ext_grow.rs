@@ -559,3 +559,52 @@ fn a_corrupt_descriptor_is_named_and_nothing_written() {
     }
     assert_eq!(digest(&img), before);
 }
+
+/// Unmounts on drop, so a failing assertion leaves no mount behind.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn the_kernel_fills_a_filesystem_converted_to_meta_bg() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::TempDir::new().unwrap();
+    let img = make_image(
+        dir.path(),
+        32 * MIB,
+        &["-t", "ext4", "-b", "1024", "-O", "^resize_inode"],
+    );
+    truncate(&img, GIB);
+    let plan = grow_ours(&img, GIB);
+    assert_eq!(plan.strategy, Strategy::ConvertToMetaBg);
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .arg("-o")
+        .arg("loop")
+        .arg(&img)
+        .arg(&mnt)
+        .output();
+    if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("skipping the kernel check: cannot loop-mount here ({mounted:?})");
+        return;
+    }
+    let guard = Mounted(mnt.clone());
+    // 600 MiB lands in groups that only exist since the grow.
+    let chunk: Vec<u8> = (0..MIB as usize).map(|i| (i % 251) as u8).collect();
+    let mut f = std::fs::File::create(mnt.join("big")).unwrap();
+    for _ in 0..600 {
+        std::io::Write::write_all(&mut f, &chunk).unwrap();
+    }
+    f.sync_all().unwrap();
+    drop(f);
+    drop(guard);
+    fsck_clean(&img);
+    assert_eq!(file_bytes(&img, dir.path(), "large").len(), 1_500_000);
+}
