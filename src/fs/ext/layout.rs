@@ -323,11 +323,11 @@ pub fn target_blocks(old: &OldFs, dev_blocks: u64) -> Result<u64, FsError> {
             size -= rem;
             continue;
         }
-        if ipg * shape.groups > u64::from(u32::MAX) {
-            if ipg * (shape.groups - 1) > u64::from(u32::MAX) {
+        if ipg.saturating_mul(shape.groups) > u64::from(u32::MAX) {
+            if ipg.saturating_mul(shape.groups - 1) > u64::from(u32::MAX) {
                 return Err(FsError::unsupported(format!(
                     "{} inodes (more than 2^32-1)",
-                    ipg * shape.groups
+                    ipg.saturating_mul(shape.groups)
                 )));
             }
             size = geo.blocks_per_group * (shape.groups - 1) + geo.first_data_block;
