@@ -95,6 +95,13 @@ fn fsck_clean(img: &Path) {
     );
 }
 
+/// MD5 (hex) of a file as `debugfs -R dump` reads it back.
+fn file_md5(img: &Path, dir: &Path, name: &str) -> String {
+    use md5::Digest;
+    let digest = md5::Md5::digest(file_bytes(img, dir, name));
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn file_bytes(img: &Path, dir: &Path, name: &str) -> Vec<u8> {
     let out = dir.join(format!("dump-{name}"));
     run(Command::new("debugfs")
@@ -180,10 +187,18 @@ fn compare(args: &[&str], size: u64, new_size: u64, same_free: bool) -> vhdkit::
     let json = serde_json::to_string(&plan).unwrap();
     assert!(json.contains("\"changed_blocks\""), "{json}");
     for name in ["small", "medium", "large"] {
+        use md5::Digest;
+        let written = md5::Md5::digest(std::fs::read(dir.path().join(name)).unwrap());
+        let written: String = written.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(
-            file_bytes(&a, dir.path(), name),
-            file_bytes(&b, dir.path(), name),
-            "{name} differs"
+            file_md5(&a, dir.path(), name),
+            written,
+            "{name} after resize2fs"
+        );
+        assert_eq!(
+            file_md5(&b, dir.path(), name),
+            written,
+            "{name} after our grow"
         );
     }
     // Growing again to the same size changes nothing.
