@@ -777,6 +777,14 @@ pub fn allocated_in(allocated: &BTreeMap<u64, u64>, lo: u64, hi: u64) -> Vec<(u6
     out
 }
 
+/// More blocks in use than a group has: placement went wrong. Never
+/// expected, but refused rather than written.
+fn overlap(group: u64) -> FsError {
+    FsError::unsupported(format!(
+        "a layout with more blocks in use than group {group} holds (a bug; nothing was written)"
+    ))
+}
+
 /// Computes the grown filesystem for a device of `dev_blocks` blocks.
 pub fn compute(dev: &dyn Device, old: &OldFs, dev_blocks: u64) -> Result<Layout, FsError> {
     let new_blocks = target_blocks(old, dev_blocks)?;
@@ -902,10 +910,11 @@ pub fn compute(dev: &dyn Device, old: &OldFs, dev_blocks: u64) -> Result<Layout,
         }
         let used = (0..geo.group_blocks(g)).filter(|&b| bit(&bm, b)).count() as u64;
         let gi = to_usize(g, "group")?;
-        descs.set_free_blocks(
-            gi,
-            u32::try_from(geo.group_blocks(g) - used).unwrap_or(u32::MAX),
-        );
+        let free = geo
+            .group_blocks(g)
+            .checked_sub(used)
+            .ok_or_else(|| overlap(g))?;
+        descs.set_free_blocks(gi, u32::try_from(free).unwrap_or(u32::MAX));
         descs.set_flags(gi, descs.flags(gi) & !BG_BLOCK_UNINIT);
         old_bitmaps.insert(g, bm);
     }
@@ -919,7 +928,10 @@ pub fn compute(dev: &dyn Device, old: &OldFs, dev_blocks: u64) -> Result<Layout,
             .iter()
             .map(|&(_, l)| l)
             .sum();
-        let free = geo.group_blocks(g) - geo.backup_len(g) - taken;
+        let free = geo
+            .group_blocks(g)
+            .checked_sub(geo.backup_len(g) + taken)
+            .ok_or_else(|| overlap(g))?;
         descs.set_free_blocks(gi, u32::try_from(free).unwrap_or(u32::MAX));
         descs.set_free_inodes(gi, ipg);
         descs.set_used_dirs(gi, 0);
