@@ -3,6 +3,7 @@
 //! descriptor table and superblock, which make the new groups visible, go
 //! last.
 
+use super::bitmap::set_range;
 use super::csum::crc32c_raw;
 use super::desc::{BG_BLOCK_UNINIT, BG_INODE_UNINIT};
 use super::error::FsError;
@@ -119,27 +120,6 @@ fn io_err(operation: &'static str, offset: u64) -> impl FnOnce(std::io::Error) -
     }
 }
 
-/// Sets (or clears) bits `start..start + len` of `bitmap`, whole bytes at
-/// a time where it can.
-fn set_range(bitmap: &mut [u8], start: u64, len: u64, value: bool) {
-    let end = start.saturating_add(len).min(bitmap.len() as u64 * 8);
-    let mut b = start;
-    while b < end {
-        let byte = usize::try_from(b / 8).unwrap_or(usize::MAX);
-        let Some(slot) = bitmap.get_mut(byte) else {
-            return;
-        };
-        if b % 8 == 0 && end - b >= 8 {
-            *slot = if value { 0xFF } else { 0 };
-            b += 8;
-        } else {
-            let mask = 1u8 << (b % 8);
-            *slot = if value { *slot | mask } else { *slot & !mask };
-            b += 1;
-        }
-    }
-}
-
 /// A new group's block bitmap block: backups, tables placed in it, and
 /// padding past the last block set.
 fn new_block_bitmap(layout: &Layout, g: u64, bs: usize) -> Vec<u8> {
@@ -177,32 +157,21 @@ pub fn apply(dev: &mut dyn Device, layout: &Layout) -> Result<(), FsError> {
 
     for &w in &list {
         match w {
-            Write::NewBlockBitmap(g) => {
-                let buf = new_block_bitmap(layout, g, bs);
+            Write::NewBlockBitmap(g) | Write::OldBlockBitmap(g) => {
+                let buf = if let Write::NewBlockBitmap(_) = w {
+                    new_block_bitmap(layout, g, bs)
+                } else {
+                    let mut buf = vec![0xFFu8; bs];
+                    if let Some(bm) = layout.old_bitmaps.get(&g) {
+                        buf[..bm.len()].copy_from_slice(bm);
+                    }
+                    buf
+                };
                 if sb.metadata_csum() {
                     descs.set_block_bitmap_csum(gi(g), crc32c_raw(seed, &buf[..bitmap_bytes]));
                 }
-                write(
-                    dev,
-                    descs.block_bitmap(gi(g)),
-                    &buf,
-                    "writing a block bitmap",
-                )?;
-            }
-            Write::OldBlockBitmap(g) => {
-                let mut buf = vec![0xFFu8; bs];
-                if let Some(bm) = layout.old_bitmaps.get(&g) {
-                    buf[..bm.len()].copy_from_slice(bm);
-                }
-                if sb.metadata_csum() {
-                    descs.set_block_bitmap_csum(gi(g), crc32c_raw(seed, &buf[..bitmap_bytes]));
-                }
-                write(
-                    dev,
-                    descs.block_bitmap(gi(g)),
-                    &buf,
-                    "writing a block bitmap",
-                )?;
+                let at = descs.block_bitmap(gi(g));
+                write(dev, at, &buf, "writing a block bitmap")?;
             }
             Write::NewInodeBitmap(g) => {
                 let mut buf = vec![0xFFu8; bs];

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::bitmap::{bit, count_set, set_range};
 use super::csum::crc32c_raw;
 use super::desc::{GroupDescs, BG_BLOCK_UNINIT, BG_INODE_UNINIT};
 use super::error::FsError;
@@ -500,26 +501,6 @@ struct Placer<'a> {
     hosts: BTreeSet<u64>,
 }
 
-fn bit(bitmap: &[u8], index: u64) -> bool {
-    usize::try_from(index / 8)
-        .ok()
-        .and_then(|i| bitmap.get(i))
-        .is_some_and(|byte| byte & (1 << (index % 8)) != 0)
-}
-
-fn set_bit(bitmap: &mut [u8], index: u64, value: bool) {
-    if let Some(byte) = usize::try_from(index / 8)
-        .ok()
-        .and_then(|i| bitmap.get_mut(i))
-    {
-        if value {
-            *byte |= 1 << (index % 8);
-        } else {
-            *byte &= !(1 << (index % 8));
-        }
-    }
-}
-
 impl OldBitmaps<'_> {
     /// The block bitmap of old group `g`: read (checksum verified), or
     /// derived for a BLOCK_UNINIT group; blocks past the old end that now
@@ -534,9 +515,7 @@ impl OldBitmaps<'_> {
             let mut bitmap = if old.sb.group_desc_csum() && flags & BG_BLOCK_UNINIT != 0 {
                 let mut bm = vec![0u8; nbytes];
                 let first = geo.group_first(g);
-                for b in 0..geo.backup_len(g) {
-                    set_bit(&mut bm, b, true);
-                }
+                set_range(&mut bm, 0, geo.backup_len(g), true);
                 for other in 0..geo.groups {
                     let oi = to_usize(other, "group")?;
                     let itable = old.descs.inode_table(oi);
@@ -546,16 +525,15 @@ impl OldBitmaps<'_> {
                         (itable, geo.inode_blocks_per_group),
                     ];
                     for (start, len) in tables {
-                        for blk in start..start + len {
-                            if geo.group_of(blk) == g && blk >= first {
-                                set_bit(&mut bm, blk - first, true);
-                            }
+                        let lo = start.max(first);
+                        let hi = (start + len).min(first + geo.blocks_per_group);
+                        if lo < hi {
+                            set_range(&mut bm, lo - first, hi - lo, true);
                         }
                     }
                 }
-                for b in geo.group_blocks(g)..geo.blocks_per_group {
-                    set_bit(&mut bm, b, true);
-                }
+                let blocks = geo.group_blocks(g);
+                set_range(&mut bm, blocks, geo.blocks_per_group - blocks, true);
                 bm
             } else {
                 let at = old.descs.block_bitmap(gi) * geo.block_size;
@@ -576,9 +554,8 @@ impl OldBitmaps<'_> {
                 bm
             };
             if g == geo.groups - 1 {
-                for b in geo.group_blocks(g)..self.new_geo.group_blocks(g) {
-                    set_bit(&mut bitmap, b, false);
-                }
+                let (was, now) = (geo.group_blocks(g), self.new_geo.group_blocks(g));
+                set_range(&mut bitmap, was, now.saturating_sub(was), false);
             }
             self.cache.insert(g, bitmap);
         }
@@ -689,6 +666,24 @@ impl Placer<'_> {
         FsError::unsupported(format!("no room for the {what} of new group {group}"))
     }
 
+    /// One bitmap block: the first free from `start`, else from the
+    /// group's own start.
+    fn place_bitmap(
+        &mut self,
+        group: u64,
+        start: u64,
+        group_blk: u64,
+        last_blk: u64,
+        what: &str,
+    ) -> Result<u64, FsError> {
+        match self.get_free(start, last_blk, 1)? {
+            Some(b) => Ok(b),
+            None => self
+                .get_free(group_blk, last_blk, 1)?
+                .ok_or_else(|| self.no_room(group, what)),
+        }
+    }
+
     /// `ext2fs_allocate_group_table` for new group `group`.
     fn allocate_group_table(&mut self, group: u64) -> Result<(), FsError> {
         let gi = to_usize(group, "group")?;
@@ -716,11 +711,7 @@ impl Placer<'_> {
             start_blk = self.flexbg_offset(group, prev, rem, 1)?;
             last_blk = self.geo.group_last(last_grp);
         }
-        let bb = match self.get_free(start_blk, last_blk, 1)? {
-            Some(b) => Some(b),
-            None => self.get_free(group_blk, last_blk, 1)?,
-        }
-        .ok_or_else(|| self.no_room(group, "block bitmap"))?;
+        let bb = self.place_bitmap(group, start_blk, group_blk, last_blk, "block bitmap")?;
         self.take(bb, 1, flex > 0);
         self.descs.set_block_bitmap(gi, bb);
 
@@ -733,11 +724,7 @@ impl Placer<'_> {
             start_blk = self.flexbg_offset(group, prev, rem, 1)?;
             last_blk = self.geo.group_last(last_grp);
         }
-        let ib = match self.get_free(start_blk, last_blk, 1)? {
-            Some(b) => Some(b),
-            None => self.get_free(group_blk, last_blk, 1)?,
-        }
-        .ok_or_else(|| self.no_room(group, "inode bitmap"))?;
+        let ib = self.place_bitmap(group, start_blk, group_blk, last_blk, "inode bitmap")?;
         self.take(ib, 1, flex > 0);
         self.descs.set_inode_bitmap(gi, ib);
 
@@ -901,14 +888,12 @@ pub fn compute(dev: &dyn Device, old: &OldFs, dev_blocks: u64) -> Result<Layout,
         let first = geo.group_first(g);
         let mut bm = bitmaps.get(g)?.clone();
         for (s, l) in allocated_in(&allocated, first, first + geo.blocks_per_group) {
-            for b in s..s + l {
-                set_bit(&mut bm, b - first, true);
-            }
+            set_range(&mut bm, s - first, l, true);
         }
         if let Some(d) = freed_dind.filter(|&d| geo.group_of(d) == g) {
-            set_bit(&mut bm, d - first, false);
+            set_range(&mut bm, d - first, 1, false);
         }
-        let used = (0..geo.group_blocks(g)).filter(|&b| bit(&bm, b)).count() as u64;
+        let used = count_set(&bm, geo.group_blocks(g));
         let gi = to_usize(g, "group")?;
         let free = geo
             .group_blocks(g)

@@ -46,6 +46,7 @@
 //! full descriptor table copy in every backup group instead).
 
 mod apply;
+mod bitmap;
 mod csum;
 mod desc;
 mod error;
