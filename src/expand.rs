@@ -398,15 +398,25 @@ fn grow_fs(
 }
 
 fn grow_ext(
-    _dev: &mut dyn Device,
+    dev: &mut dyn Device,
     input: &Path,
-    _offset: u64,
-    _new_len: u64,
+    offset: u64,
+    new_len: u64,
     kind: FsKind,
 ) -> Result<FsGrowth> {
-    Err(Error::Refused {
+    use crate::fs::ext;
+    let refused = |e: ext::FsError| Error::Refused {
         path: input.to_path_buf(),
-        reason: format!("growing {} is not supported yet", kind.parted_name()),
+        reason: format!("{} filesystem at {offset:#x}: {e}", kind.parted_name()),
+    };
+    let plan = ext::plan_grow(dev, new_len).map_err(refused)?;
+    ext::apply_grow(dev, &plan).map_err(refused)?;
+    Ok(FsGrowth {
+        kind: kind.parted_name().to_string(),
+        offset_bytes: offset,
+        size_before_bytes: plan.before.blocks_count * u64::from(plan.before.block_size),
+        size_after_bytes: plan.after.blocks_count * u64::from(plan.after.block_size),
+        detail: serde_json::to_value(&plan).unwrap_or_default(),
     })
 }
 

@@ -47,8 +47,9 @@ put_fat() {
 
 build() {
   case $1 in
-  mbr-ext4-boot) mbr $1.raw 256M 'start=2048, type=83, bootable'
-    put_ext $1.raw 2048 $((256 * 2048 - 2048)) mkfs.ext4 ;;
+  # 512 MiB: mke2fs' "default" type (4 KiB blocks, 128 MiB groups).
+  mbr-ext4-boot) mbr $1.raw 513M 'start=2048, type=83, bootable'
+    put_ext $1.raw 2048 $((512 * 2048)) mkfs.ext4 ;;
   mbr-ext3) mbr $1.raw 128M 'start=2048, type=83'
     put_ext $1.raw 2048 $((128 * 2048 - 2048)) mkfs.ext3 ;;
   mbr-ext2) mbr $1.raw 64M 'start=2048, type=83'
