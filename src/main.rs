@@ -385,7 +385,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 keep,
                 reps: reps.unwrap_or(if compare { 3 } else { 1 }),
             };
-            let steps = vhdkit::bench::TerminalSteps::new(quiet || json);
+            let steps = vhdkit::bench::TerminalSteps::new(quiet);
             let report = vhdkit::bench::run(&opts, &steps)?;
             drop(steps);
             if json {

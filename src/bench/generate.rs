@@ -31,6 +31,14 @@ pub enum DataKind {
 }
 
 impl DataKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DataKind::Random => "random",
+            DataKind::Text => "text",
+            DataKind::Zeros => "zeros",
+        }
+    }
+
     pub fn parse(text: &str) -> std::result::Result<DataKind, String> {
         match text.trim().to_ascii_lowercase().as_str() {
             "random" => Ok(DataKind::Random),

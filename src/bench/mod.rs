@@ -209,8 +209,8 @@ pub fn run(opts: &BenchOptions, steps: &dyn Steps) -> Result<BenchReport> {
             None => {
                 for &size in &opts.sizes {
                     steps.add(1);
-                    steps.step(&format!("generate {}", size_text(size)));
-                    let path = work_dir.join(format!("disk-{size}.raw"));
+                    steps.step(&format!("generate {}", short_size(size)));
+                    let path = work_dir.join(format!("disk-{}.raw", short_size(size)));
                     let g = generate::generate(
                         &path,
                         &GenerateOptions {
@@ -333,6 +333,16 @@ fn growth(runs: &[SizeRun]) -> Vec<Growth> {
         .collect()
 }
 
+/// `64M`, `1G`, `1536M`: a size as it would be typed.
+pub fn short_size(bytes: u64) -> String {
+    for (unit, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] {
+        if bytes != 0 && bytes % (1u64 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
+}
+
 fn mib(bytes: u64) -> String {
     // Display only.
     #[allow(clippy::cast_precision_loss)]
@@ -365,8 +375,8 @@ impl BenchReport {
             if let Some(g) = &run.generated {
                 let _ = writeln!(
                     t,
-                    "generated {} of {} blocks ({:?} data, seed {:#x}) in {:.3} s: {:.2} GB/s written, {:.3} s CPU",
-                    g.allocated_blocks, g.blocks, g.data, g.seed, g.wall_seconds, g.write_gbps, g.cpu_seconds
+                    "generated {} of {} blocks ({} data, seed {:#x}) in {:.3} s: {:.2} GB/s written, {:.3} s CPU",
+                    g.allocated_blocks, g.blocks, g.data.name(), g.seed, g.wall_seconds, g.write_gbps, g.cpu_seconds
                 );
             }
             let _ = writeln!(
@@ -410,10 +420,13 @@ impl BenchReport {
             }
         }
         if let Some(growth) = &self.growth {
-            t.push_str("\nGrowth with size (wall s; s per allocated GB in brackets):\n");
+            t.push_str(
+                "\nGrowth with size: wall s [s per allocated GB]. Flat in virtual size and\n\
+                 linear in allocated bytes shows as a steady bracketed figure.\n",
+            );
             let _ = write!(t, "{:<22}", "stage");
             for r in &self.runs {
-                let _ = write!(t, " {:>20}", size_text(r.input.virtual_size_bytes));
+                let _ = write!(t, " {:>18}", short_size(r.input.virtual_size_bytes));
             }
             t.push('\n');
             for g in growth {
@@ -424,7 +437,7 @@ impl BenchReport {
                         (Some(w), None) => format!("{w:.3}"),
                         _ => "-".into(),
                     };
-                    let _ = write!(t, " {cell:>20}");
+                    let _ = write!(t, " {cell:>18}");
                 }
                 t.push('\n');
             }
@@ -461,4 +474,27 @@ pub fn comparison_table(rows: &[Comparison]) -> String {
         );
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_as_typed() {
+        assert_eq!(short_size(64 << 20), "64M");
+        assert_eq!(short_size(1 << 30), "1G");
+        assert_eq!(short_size(1536 << 20), "1536M");
+        assert_eq!(short_size(4 << 40), "4T");
+        assert_eq!(short_size(1000), "1000");
+        assert_eq!(short_size(0), "0");
+    }
+
+    #[test]
+    fn rates_and_medians() {
+        assert_eq!(gbps(2_000_000_000, 2.0), 1.0);
+        assert_eq!(gbps(5, 0.0), 0.0);
+        assert_eq!(peers::median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(peers::median(&[]), 0.0);
+    }
 }

@@ -306,7 +306,10 @@ pub fn standard_pairs(inp: &Inputs<'_>) -> Vec<PairSpec> {
         )
         .writes(&p);
         pairs.push(PairSpec {
-            name: format!("{prefix}convert {fmt} -> dynamic vs qemu-img"),
+            name: format!(
+                "{prefix}convert {} -> dynamic vs qemu-img",
+                if inp.input_is_raw { "raw" } else { "vhd" }
+            ),
             vhdkit: Cmd::new(v, args!["convert", input, o, "--to", "dynamic", "-q"]).writes(&o),
             peer: with_sync(peer, &p),
             rows: rows(Some(CONVERT_TARGET)),
