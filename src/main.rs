@@ -141,7 +141,7 @@ enum Command {
         #[arg(long)]
         compare: bool,
         /// Repeat over these sizes (comma-separated) and show how times grow.
-        #[arg(long, value_delimiter = ',', value_parser = parse_size_arg)]
+        #[arg(long, value_delimiter = ',', value_parser = parse_size_arg, conflicts_with = "image")]
         sweep: Vec<u64>,
         /// Keep the work folder and generated disks.
         #[arg(long)]
