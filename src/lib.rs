@@ -10,6 +10,7 @@
 //! - the commands: [`info`], [`repair`], [`convert`] (convert, compact, checksum).
 #![deny(unsafe_code)]
 
+pub mod bench;
 pub mod check;
 pub mod convert;
 pub mod disk;

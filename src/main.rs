@@ -154,6 +154,52 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Time every command on a generated (or given) disk, optionally
+    /// against qemu-img, md5sum, sha512sum and cp on the same input.
+    ///
+    /// Each stage runs in a child process of this binary, so its wall time,
+    /// CPU time and peak resident memory are its own.
+    Bench {
+        /// Virtual size of the generated disk (K/M/G/T suffixes).
+        #[arg(long, default_value = "16G", value_parser = parse_size_arg)]
+        size: u64,
+        /// Share of its blocks holding data, at seeded random places: 30% or 0.3.
+        #[arg(long, default_value = "30%", value_parser = vhdkit::bench::generate::parse_share)]
+        allocated: f64,
+        /// What the allocated blocks hold: random, text or zeros (written, so allocated).
+        #[arg(long, default_value = "random", value_parser = vhdkit::bench::DataKind::parse)]
+        data: vhdkit::bench::DataKind,
+        /// Block size of the generated disk and of dynamic outputs.
+        #[arg(long, default_value = "2M", value_parser = parse_size_arg)]
+        block_size: u64,
+        /// Time this image (raw or any VHD, read only) instead of generating one.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Where the temporary work folder goes (default: the current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Also run the peers installed (qemu-img, md5sum, sha512sum, cp) and print ratios.
+        #[arg(long)]
+        compare: bool,
+        /// Repeat over these sizes (comma-separated) and show how times grow.
+        #[arg(long, value_delimiter = ',', value_parser = parse_size_arg, conflicts_with = "image")]
+        sweep: Vec<u64>,
+        /// Keep the work folder and generated disks.
+        #[arg(long)]
+        keep: bool,
+        /// Runs per measurement, median taken (default 1, or 3 with --compare).
+        #[arg(long)]
+        reps: Option<usize>,
+        /// Seed of the generated disk's block placement and data.
+        #[arg(long, default_value_t = vhdkit::bench::generate::DEFAULT_SEED)]
+        seed: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -417,6 +463,45 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 print_digests(&d, &file.display().to_string());
             }
             Ok(0)
+        }
+        Command::Bench {
+            size,
+            allocated,
+            data,
+            block_size,
+            image,
+            dir,
+            compare,
+            sweep,
+            keep,
+            reps,
+            seed,
+            json,
+            quiet,
+        } => {
+            let opts = vhdkit::bench::BenchOptions {
+                vhdkit: std::env::current_exe()?,
+                sizes: if sweep.is_empty() { vec![size] } else { sweep },
+                allocated,
+                data,
+                block_size: u32::try_from(block_size)
+                    .map_err(|_| anyhow::anyhow!("--block-size {block_size}: too large"))?,
+                seed,
+                image,
+                dir,
+                compare,
+                keep,
+                reps: reps.unwrap_or(if compare { 3 } else { 1 }),
+            };
+            let steps = vhdkit::bench::TerminalSteps::new(quiet);
+            let report = vhdkit::bench::run(&opts, &steps)?;
+            drop(steps);
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(if report.all_ran() { 0 } else { EXIT_PROBLEMS })
         }
     }
 }
