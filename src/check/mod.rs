@@ -76,6 +76,9 @@ impl Report {
 pub(crate) struct Findings<'a> {
     file: &'a Path,
     pub list: Vec<Finding>,
+    /// Drops mapped pages a rule has finished reading (resident memory stays
+    /// small while scanning every block's bitmap).
+    pub release: &'a dyn Fn(u64, u64),
 }
 
 impl Findings<'_> {
@@ -117,9 +120,11 @@ pub fn check_path(path: &Path, options: &Options) -> Result<Report> {
             path: current.clone(),
             detail: not_a_vhd_message(source.bytes()),
         })?;
+        let release = |offset: u64, len: u64| source.release(offset, len);
         let mut f = Findings {
             file: &current,
             list: Vec::new(),
+            release: &release,
         };
         rules::check_layout(&mut f, &layout, source.bytes(), options);
         if let Some(size) = child_size {

@@ -829,6 +829,7 @@ fn check_blocks(
             continue;
         };
         if bitmap.iter().all(|&b| b == 0xff) {
+            (f.release)(start, span);
             continue;
         }
         let sectors = usize::try_from(bs / SECTOR_SIZE).unwrap_or(0);
@@ -844,6 +845,7 @@ fn check_blocks(
                 }
             }
         }
+        (f.release)(start, span);
     }
     if let Some((off, i, s)) = first_hidden {
         f.warn(
