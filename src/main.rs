@@ -138,10 +138,10 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
         /// min_ram in MiB.
-        #[arg(long, value_name = "MB")]
+        #[arg(long, value_name = "MB", allow_hyphen_values = true)]
         min_ram: Option<String>,
         /// min_disk in GiB (raised to the virtual size if below it).
-        #[arg(long, value_name = "GB")]
+        #[arg(long, value_name = "GB", allow_hyphen_values = true)]
         min_disk: Option<String>,
         /// An image property KEY=VALUE (repeatable).
         #[arg(long = "property", value_name = "KEY=VALUE", value_parser = vhdkit::preflight::lint::parse_property)]
