@@ -611,3 +611,81 @@ fn the_human_table_ends_with_the_verdict() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.lines().count(), 1, "{text}");
 }
+
+#[test]
+fn package_needs_the_xenserver_target() {
+    let t = tempfile::tempdir().unwrap();
+    let img = dynamic(t.path(), "disk.vhd", 8 * MIB, "tap");
+    let out = vhdkit(&[
+        "preflight",
+        p(&img),
+        "--package",
+        p(&t.path().join("o.tgz")),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!t.path().join("o.tgz").exists());
+}
+
+#[test]
+fn a_single_vhd_packages_as_a_one_link_chain() {
+    let t = tempfile::tempdir().unwrap();
+    let img = dynamic(t.path(), "disk.vhd", 8 * MIB, "tap");
+    let tgz = t.path().join("one.tgz");
+    let (code, r) = preflight(&img, &["--target", "xenserver", "--package", p(&tgz)]);
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["record"]["record"]["checksum"], tool_hash("md5sum", &tgz));
+    let out = Command::new("tar").args(["tzf", p(&tgz)]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0.vhd\n");
+}
+
+#[test]
+fn tarball_links_are_named_by_the_tarball() {
+    let t = tempfile::tempdir().unwrap();
+    let c = chain(t.path(), Some([7; 16]), false);
+    let tgz = t.path().join("bad.tgz");
+    let made = Command::new("tar")
+        .args(["czf", p(&tgz), "-C", p(&c), "0.vhd", "1.vhd"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (code, r) = preflight(&tgz, &["--target", "xenserver"]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&r, "XEN_CHAIN_PARENT_ID"), ["FAIL"]);
+    assert_eq!(r["chain"][0]["path"], format!("{}:0.vhd", p(&tgz)));
+    assert_eq!(r["record"]["record"]["checksum"], tool_hash("md5sum", &tgz));
+    // Nothing is left of the unpacked links.
+    let left: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".vhdkit"))
+        .collect();
+    assert!(left.is_empty());
+}
+
+#[test]
+fn hypervisor_version_is_checked_without_a_flavor() {
+    let t = tempfile::tempdir().unwrap();
+    let img = dynamic(t.path(), "disk.vhd", 8 * MIB, "win");
+    let (code, r) = preflight(
+        &img,
+        &[
+            "--property",
+            "hypervisor_version_requires=>=6.2,<7.0",
+            "--hypervisor-version",
+            "7.0.0",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(status(&r, "HYPERVISOR_VERSION"), ["FAIL"]);
+}
+
+#[test]
+fn a_fixed_vhd_gets_no_glance_virtual_size() {
+    let t = tempfile::tempdir().unwrap();
+    let r0 = raw(t.path(), "d.raw", 8 * MIB, MIB);
+    let img = t.path().join("fixed.vhd");
+    convert(&r0, &img, &["--to", "fixed"]);
+    let (_, r) = preflight(&img, &[]);
+    assert!(r["record"]["record"]["virtual_size"].is_null());
+    assert_eq!(r["record"]["virtual_sizes"]["hyperv"], 8 * MIB);
+}

@@ -469,8 +469,9 @@ pub fn check_flavor(
     }
 }
 
-/// The scheduler's view of `hypervisor_version_requires`.
-fn version_line(req: &str, host: Option<&str>) -> Line {
+/// The scheduler's view of `hypervisor_version_requires` on a host of
+/// version `host`.
+pub fn version_line(req: &str, host: Option<&str>) -> Line {
     const CODE: &str = "HYPERVISOR_VERSION";
     if req.is_empty() {
         return Line::new(

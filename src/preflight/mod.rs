@@ -211,6 +211,11 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
         )));
     }
     let chain_target = opts.target == Target::Xenserver;
+    if opts.package.is_some() && !chain_target {
+        return Err(Error::Usage(
+            "--package writes a XenServer tarball: use it with --target xenserver".into(),
+        ));
+    }
     // A tarball's links are unpacked here for checking; kept until the end
     // (the expand simulation reads the leaf).
     let mut _unpacked: Option<tempfile::TempDir> = None;
@@ -225,7 +230,7 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
     let leaf_facts: Facts;
 
     if chain_target {
-        let (numbers, others, links, tar_digests) = match input {
+        let (numbers, others, mut links, tar_digests) = match input {
             InputKind::Folder => {
                 let listing = targets::list_folder(image)?;
                 let links = read_links(&listing.links)?;
@@ -257,8 +262,17 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
             }
         };
         for link in &links {
+            let shown = match input {
+                // Name a link inside a tarball by the tarball, not the
+                // temporary folder it was unpacked to.
+                InputKind::Tarball => {
+                    PathBuf::from(format!("{}:{}.vhd", image.display(), link.index))
+                }
+                _ => link.path.clone(),
+            };
             check_link(
                 &link.path,
+                &shown,
                 &opts.check,
                 input != InputKind::File,
                 &mut structure_findings,
@@ -307,9 +321,15 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
                 footer: None,
             },
         };
+        if input == InputKind::Tarball {
+            for link in &mut links {
+                link.path = PathBuf::from(format!("{}:{}.vhd", image.display(), link.index));
+            }
+        }
         chain = Some(links);
     } else {
         check_link(
+            image,
             image,
             &opts.check,
             false,
@@ -372,10 +392,18 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
         properties: &opts.properties,
     });
     let Lint {
-        lines: lint_lines,
+        lines: mut lint_lines,
         fields,
         properties,
     } = lint;
+    // The scheduler's check needs no flavor: without one, it is shown here.
+    if let (true, Some(req), Some(host)) = (
+        opts.flavors.is_empty(),
+        properties.get("hypervisor_version_requires"),
+        opts.hypervisor_version.as_deref(),
+    ) {
+        lint_lines.push(flavor::version_line(req, Some(host)));
+    }
     let sizes = leaf_facts.footer.as_ref().map(VirtualSizes::from_footer);
     let (record, record_lines) = record::build(&RecordInput {
         fields: &fields,
@@ -384,6 +412,7 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
         container_format: if chain_target { "ovf" } else { "bare" },
         digests: upload.as_ref(),
         sizes,
+        recognised: matches!(leaf_facts.kind, Kind::Dynamic | Kind::Differencing),
     });
     let upload_path = match (&package, input) {
         (Some(p), _) => Some(p.path.clone()),
@@ -535,10 +564,12 @@ const CHAIN_CODES: [&str; 5] = [
     "PARENT_NOT_VHD",
 ];
 
-/// `check` of one file. For a link of a numbered chain, only its own
-/// findings count, and parent resolution is left to the chain rules.
+/// `check` of one file, its findings shown as `shown`. For a link of a
+/// numbered chain, only its own findings count, and parent resolution is
+/// left to the chain rules.
 fn check_link(
     path: &Path,
+    shown: &Path,
     options: &check::Options,
     numbered: bool,
     findings: &mut Vec<Finding>,
@@ -546,9 +577,12 @@ fn check_link(
 ) -> Result<()> {
     match check::check_path(path, options) {
         Ok(report) => {
-            for f in report.findings {
+            for mut f in report.findings {
                 if numbered && (f.file != path || CHAIN_CODES.contains(&f.code)) {
                     continue;
+                }
+                if f.file == path {
+                    f.file = shown.to_path_buf();
                 }
                 let status = match f.severity {
                     Severity::Error => Status::Fail,
@@ -563,13 +597,13 @@ fn check_link(
             }
             Ok(())
         }
-        Err(Error::NotVhd { path, detail }) => {
+        Err(Error::NotVhd { detail, .. }) => {
             lines.push(Line::new(
                 "NOT_VHD",
                 Status::Fail,
                 format!(
                     "{}: {detail}; disk_format is vhd, so every target refuses it",
-                    path.display()
+                    shown.display()
                 ),
             ));
             Ok(())

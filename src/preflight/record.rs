@@ -99,6 +99,9 @@ pub struct RecordInput<'a> {
     /// Digests of the bytes uploaded (none for a chain not yet packaged).
     pub digests: Option<&'a Digests>,
     pub sizes: Option<VirtualSizes>,
+    /// Glance's inspector recognises the upload as a VHD (dynamic or
+    /// differencing: a footer copy at offset 0).
+    pub recognised: bool,
 }
 
 /// Builds the record; a `min_disk` below the virtual size is raised (WARN).
@@ -134,11 +137,13 @@ pub fn build(input: &RecordInput<'_>) -> (ImageRecord, Vec<Line>) {
         os_hash_algo: OS_HASH_ALGO,
         os_hash_value: input.digests.and_then(|d| d.sha512.clone()),
         size: input.digests.map(|d| d.size),
-        virtual_size: match input.container_format {
-            // Glance's inspector reads the VHD's footer; it does not look
-            // inside a tarball.
-            "ovf" => None,
-            _ => input.sizes.map(|s| s.glance),
+        // Glance's inspector reads the footer of a VHD it recognises (one
+        // with the footer copy at offset 0); it does not look inside a
+        // tarball, and a fixed VHD or raw file is refused before a record.
+        virtual_size: if input.recognised && input.container_format == "bare" {
+            input.sizes.map(|s| s.glance)
+        } else {
+            None
         },
         properties: input.properties.clone(),
     };
@@ -255,6 +260,7 @@ mod tests {
                 xenserver: GIB + 1,
                 differ: false,
             }),
+            recognised: true,
         }
     }
 
