@@ -800,6 +800,112 @@ mod tests {
             .starts_with("auto_disk_config simulation unavailable: "));
     }
 
+    fn expand_report(refusal: Option<&str>, resizes: bool) -> ExpandReport {
+        use crate::expand::{FsGrowth, Verdict};
+        use crate::partition::{PartitionInfo, PartitionRole, TableKind};
+        let part = |end: u64| PartitionInfo {
+            number: 1,
+            start_lba: 2048,
+            end_lba: end,
+            size_sectors: end - 2048 + 1,
+            type_id: "83".into(),
+            bootable: true,
+            name: None,
+            unique_guid: None,
+            attributes: None,
+            role: PartitionRole::Primary,
+        };
+        ExpandReport {
+            input: "img".into(),
+            output: None,
+            old_size: GIB,
+            new_size: 2 * GIB,
+            table_kind: TableKind::Mbr,
+            partitions_before: vec![part(2 * 1024 * 1024 - 1)],
+            partitions_after: vec![part(4 * 1024 * 1024 - 1)],
+            filesystem: Some(FsGrowth {
+                kind: "ext4".into(),
+                offset_bytes: 2048 * 512,
+                size_before_bytes: GIB - MIB_BYTES,
+                size_after_bytes: 2 * GIB - MIB_BYTES,
+                detail: serde_json::Value::Null,
+            }),
+            changed: Vec::new(),
+            changed_bytes: 0,
+            verdict: Verdict {
+                nova_resizes: resizes,
+                nova_refusal: refusal.map(str::to_string),
+                grown: resizes,
+                disk_only: false,
+                notes: Vec::new(),
+            },
+            written: None,
+        }
+    }
+
+    const MIB_BYTES: u64 = 1 << 20;
+
+    #[test]
+    fn expand_verdicts_become_lines() {
+        let mut f = facts();
+        f.auto_disk_config = Some("True".into());
+        let ok = |_: u64| Ok(expand_report(None, true));
+        let r = check_flavor(
+            &f,
+            &Flavor::parse("m:1024:2").unwrap(),
+            &FlavorOptions::default(),
+            &ok,
+        );
+        let l = r
+            .lines
+            .iter()
+            .find(|l| l.code == "AUTO_DISK_CONFIG_EXPAND")
+            .unwrap();
+        assert_eq!(l.status, Status::Pass);
+        assert!(
+            l.message.contains("partition 1 2146435072 bytes"),
+            "{}",
+            l.message
+        );
+        assert!(
+            l.message.contains("ext4 1072693248 -> 2146435072 bytes"),
+            "{}",
+            l.message
+        );
+        assert!(r.expand.is_some());
+
+        let refused = |_: u64| {
+            Ok(expand_report(
+                Some("Server disk was unable to be resized because: Disk must have only one partition."),
+                false,
+            ))
+        };
+        let r = check_flavor(
+            &f,
+            &Flavor::parse("m:1024:2").unwrap(),
+            &FlavorOptions::default(),
+            &refused,
+        );
+        let l = r
+            .lines
+            .iter()
+            .find(|l| l.code == "AUTO_DISK_CONFIG_EXPAND")
+            .unwrap();
+        assert_eq!(l.status, Status::Fail);
+        assert!(l.message.ends_with("Disk must have only one partition."));
+
+        // auto_disk_config False and no request: no simulation at all.
+        f.auto_disk_config = Some("False".into());
+        let r = check_flavor(
+            &f,
+            &Flavor::parse("m:1024:2").unwrap(),
+            &FlavorOptions::default(),
+            &refused,
+        );
+        assert!(r.expand.is_none());
+        assert!(!r.lines.iter().any(|l| l.code == "AUTO_DISK_CONFIG_EXPAND"));
+    }
+
     #[test]
     fn hypervisor_version_requires_against_the_host() {
         let mut f = facts();
