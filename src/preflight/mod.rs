@@ -216,162 +216,24 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
             "--package writes a XenServer tarball: use it with --target xenserver".into(),
         ));
     }
-    // A tarball's links are unpacked here for checking; kept until the end
+    // A tarball's links are unpacked for checking and kept until the end
     // (the expand simulation reads the leaf).
-    let mut _unpacked: Option<tempfile::TempDir> = None;
-    let mut structure_findings = Vec::new();
-    let mut structure_lines = Vec::new();
-    let mut target_rules = Vec::new();
-    let mut chain = None;
-    let mut segments = None;
-    let mut package = None;
-    let upload: Option<Digests>;
-    let leaf: PathBuf;
-    let leaf_facts: Facts;
-
-    if chain_target {
-        let (numbers, others, mut links, tar_digests) = match input {
-            InputKind::Folder => {
-                let listing = targets::list_folder(image)?;
-                let links = read_links(&listing.links)?;
-                (
-                    listing.links.iter().map(|l| l.0).collect::<Vec<_>>(),
-                    listing.others,
-                    links,
-                    None,
-                )
-            }
-            InputKind::Tarball => {
-                let dir = tempdir_beside(image)?;
-                let source = Source::open(image)?;
-                let gz = source.bytes().starts_with(&GZIP_MAGIC);
-                let (digests, others) = digest_and_extract(&source, gz, dir.path(), progress)?;
-                let listing = targets::list_folder(dir.path())?;
-                let links = read_links(&listing.links)?;
-                _unpacked = Some(dir);
-                (
-                    listing.links.iter().map(|l| l.0).collect(),
-                    others,
-                    links,
-                    Some(digests),
-                )
-            }
-            InputKind::File => {
-                let link = targets::read_link(0, image)?;
-                (vec![0], Vec::new(), vec![link], None)
-            }
-        };
-        for link in &links {
-            let shown = match input {
-                // Name a link inside a tarball by the tarball, not the
-                // temporary folder it was unpacked to.
-                InputKind::Tarball => {
-                    PathBuf::from(format!("{}:{}.vhd", image.display(), link.index))
-                }
-                _ => link.path.clone(),
-            };
-            check_link(
-                &link.path,
-                &shown,
-                &opts.check,
-                input != InputKind::File,
-                &mut structure_findings,
-                &mut structure_lines,
-            )?;
-        }
-        target_rules.extend(targets::xenserver_rules(&numbers, &others, &links));
-        let mut up = tar_digests;
-        if let Some(out) = &opts.package {
-            if input == InputKind::Tarball {
-                target_rules.push(Line::new(
-                    "XEN_PACKAGE",
-                    Status::Warn,
-                    "IMAGE is already a tarball: --package ignored".into(),
-                ));
-            } else if !links.is_empty() {
-                let d = write_package_file(&links, out, image, progress)?;
-                up = Some(d.clone());
-                package = Some(Package {
-                    path: out.clone(),
-                    digests: d,
-                });
-            }
-        } else if input != InputKind::Tarball {
-            target_rules.push(Line::new(
-                "XEN_PACKAGE",
-                Status::Warn,
-                "the upload is the chain's gzipped tarball: add --package OUT.tgz to write it and get its checksum".into(),
-            ));
-        }
-        upload = up;
-        leaf = links
-            .first()
-            .map_or_else(|| image.to_path_buf(), |l| l.path.clone());
-        leaf_facts = match links.first() {
-            Some(l) => Facts {
-                path: l.path.clone(),
-                kind: l.kind,
-                file_size: 0,
-                footer: l.footer.clone(),
-            },
-            None => Facts {
-                path: image.to_path_buf(),
-                kind: Kind::Raw,
-                file_size: 0,
-                footer: None,
-            },
-        };
-        if input == InputKind::Tarball {
-            for link in &mut links {
-                link.path = PathBuf::from(format!("{}:{}.vhd", image.display(), link.index));
-            }
-        }
-        chain = Some(links);
+    let Part {
+        findings: structure_findings,
+        lines: mut structure_lines,
+        target_rules,
+        chain,
+        segments,
+        package,
+        upload,
+        leaf,
+        leaf_facts,
+        unpacked: _unpacked,
+    } = if chain_target {
+        chain_part(image, input, opts, progress)?
     } else {
-        check_link(
-            image,
-            image,
-            &opts.check,
-            false,
-            &mut structure_findings,
-            &mut structure_lines,
-        )?;
-        let source = Source::open(image)?;
-        let facts = Facts::from_bytes(image, source.bytes());
-        let segment = opts.target == Target::Rackspace && source.len() > opts.segment_size;
-        let (digests, etags) =
-            digest_file(&source, segment.then_some(opts.segment_size), progress)?;
-        drop(source);
-        target_rules.extend(match opts.target {
-            Target::Glance | Target::Xenserver => targets::glance_rules(&facts),
-            Target::Rackspace => targets::rackspace_rules(&facts),
-            Target::Azure => targets::azure_rules(&facts),
-        });
-        if let Some(etags) = etags {
-            let object = file_name(image);
-            let plan = targets::plan_segments(
-                &opts.container,
-                &object,
-                digests.size,
-                opts.segment_size,
-                etags,
-            );
-            target_rules.push(Line::new(
-                "SWIFT_SEGMENTS",
-                Status::Pass,
-                format!(
-                    "{} bytes is above the {}-byte object limit: upload {} segments and the static large object manifest",
-                    digests.size,
-                    opts.segment_size,
-                    plan.segments.len()
-                ),
-            ));
-            segments = Some(plan);
-        }
-        upload = Some(digests);
-        leaf = image.to_path_buf();
-        leaf_facts = facts;
-    }
+        file_part(image, opts, progress)?
+    };
 
     let structure_ok = !structure_lines.iter().any(|l| l.status == Status::Fail);
     if structure_ok {
@@ -488,6 +350,170 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
     };
     report.verdict = report.tally();
     Ok(report)
+}
+
+/// What the input-specific half of [`preflight`] finds.
+struct Part {
+    findings: Vec<Finding>,
+    lines: Vec<Line>,
+    target_rules: Vec<Line>,
+    chain: Option<Vec<ChainLink>>,
+    segments: Option<SegmentPlan>,
+    package: Option<Package>,
+    /// Digests of the bytes uploaded, when known.
+    upload: Option<Digests>,
+    /// The file a hypervisor boots (the chain's leaf).
+    leaf: PathBuf,
+    leaf_facts: Facts,
+    unpacked: Option<tempfile::TempDir>,
+}
+
+/// One file for glance, rackspace or azure: check, then the one read.
+fn file_part(image: &Path, opts: &Options, progress: &dyn Progress) -> Result<Part> {
+    let mut findings = Vec::new();
+    let mut lines = Vec::new();
+    check_link(image, image, &opts.check, false, &mut findings, &mut lines)?;
+    let source = Source::open(image)?;
+    let facts = Facts::from_bytes(image, source.bytes());
+    let segment = opts.target == Target::Rackspace && source.len() > opts.segment_size;
+    let (digests, etags) = digest_file(&source, segment.then_some(opts.segment_size), progress)?;
+    drop(source);
+    let mut target_rules = match opts.target {
+        Target::Rackspace => targets::rackspace_rules(&facts),
+        Target::Azure => targets::azure_rules(&facts),
+        Target::Glance | Target::Xenserver => targets::glance_rules(&facts),
+    };
+    let segments = etags.map(|etags| {
+        let plan = targets::plan_segments(
+            &opts.container,
+            &file_name(image),
+            digests.size,
+            opts.segment_size,
+            etags,
+        );
+        target_rules.push(Line::new(
+            "SWIFT_SEGMENTS",
+            Status::Pass,
+            format!(
+                "{} bytes is above the {}-byte object limit: upload {} segments and the static large object manifest",
+                digests.size,
+                opts.segment_size,
+                plan.segments.len()
+            ),
+        ));
+        plan
+    });
+    Ok(Part {
+        findings,
+        lines,
+        target_rules,
+        chain: None,
+        segments,
+        package: None,
+        upload: Some(digests),
+        leaf: image.to_path_buf(),
+        leaf_facts: facts,
+        unpacked: None,
+    })
+}
+
+/// A XenServer chain: a folder, a tarball (digested as it is unpacked), or
+/// one VHD as a chain of one; packed with `--package`.
+fn chain_part(
+    image: &Path,
+    input: InputKind,
+    opts: &Options,
+    progress: &dyn Progress,
+) -> Result<Part> {
+    let mut unpacked = None;
+    let (listing, tar_digests) = match input {
+        InputKind::Folder => (targets::list_folder(image)?, None),
+        InputKind::Tarball => {
+            let dir = tempdir_beside(image)?;
+            let source = Source::open(image)?;
+            let gz = source.bytes().starts_with(&GZIP_MAGIC);
+            let (digests, others) = digest_and_extract(&source, gz, dir.path(), progress)?;
+            let mut listing = targets::list_folder(dir.path())?;
+            listing.others = others;
+            unpacked = Some(dir);
+            (listing, Some(digests))
+        }
+        InputKind::File => (
+            targets::FolderListing {
+                links: vec![(0, image.to_path_buf())],
+                others: Vec::new(),
+            },
+            None,
+        ),
+    };
+    let mut links = read_links(&listing.links)?;
+    let numbers: Vec<usize> = listing.links.iter().map(|l| l.0).collect();
+    // A link inside a tarball is named by the tarball, not by the
+    // temporary folder it was unpacked to.
+    let shown = |link: &ChainLink| match input {
+        InputKind::Tarball => PathBuf::from(format!("{}:{}.vhd", image.display(), link.index)),
+        _ => link.path.clone(),
+    };
+    let mut findings = Vec::new();
+    let mut lines = Vec::new();
+    for link in &links {
+        check_link(
+            &link.path,
+            &shown(link),
+            &opts.check,
+            input != InputKind::File,
+            &mut findings,
+            &mut lines,
+        )?;
+    }
+    let mut target_rules = targets::xenserver_rules(&numbers, &listing.others, &links);
+    let mut upload = tar_digests;
+    let mut package = None;
+    match (&opts.package, input) {
+        (Some(_), InputKind::Tarball) => target_rules.push(Line::new(
+            "XEN_PACKAGE",
+            Status::Warn,
+            "IMAGE is already a tarball: --package ignored".into(),
+        )),
+        (Some(out), _) if !links.is_empty() => {
+            let d = write_package_file(&links, out, image, progress)?;
+            upload = Some(d.clone());
+            package = Some(Package {
+                path: out.clone(),
+                digests: d,
+            });
+        }
+        (None, InputKind::Folder | InputKind::File) => target_rules.push(Line::new(
+            "XEN_PACKAGE",
+            Status::Warn,
+            "the upload is the chain's gzipped tarball: add --package OUT.tgz to write it and get its checksum".into(),
+        )),
+        _ => {}
+    }
+    let leaf = links
+        .first()
+        .map_or_else(|| image.to_path_buf(), |l| l.path.clone());
+    let leaf_facts = Facts {
+        path: leaf.clone(),
+        kind: links.first().map_or(Kind::Raw, |l| l.kind),
+        file_size: 0,
+        footer: links.first().and_then(|l| l.footer.clone()),
+    };
+    for link in &mut links {
+        link.path = shown(link);
+    }
+    Ok(Part {
+        findings,
+        lines,
+        target_rules,
+        chain: Some(links),
+        segments: None,
+        package,
+        upload,
+        leaf,
+        leaf_facts,
+        unpacked,
+    })
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
