@@ -384,9 +384,14 @@ fn xenserver_chain_with_a_gap_fails() {
     let t = tempfile::tempdir().unwrap();
     let c = chain(t.path(), None, false);
     std::fs::rename(c.join("1.vhd"), c.join("2.vhd")).unwrap();
-    let (code, r) = preflight(&c, &["--target", "xenserver"]);
+    let tgz = t.path().join("gap.tgz");
+    let (code, r) = preflight(&c, &["--target", "xenserver", "--package", p(&tgz)]);
     assert_eq!(code, 1);
     assert_eq!(status(&r, "XEN_CHAIN_NAMES"), ["FAIL"]);
+    // A failing chain is not packaged.
+    assert_eq!(status(&r, "XEN_PACKAGE"), ["WARN"]);
+    assert!(!tgz.exists());
+    assert!(r["record"]["record"]["checksum"].is_null());
 }
 
 #[test]

@@ -475,6 +475,15 @@ fn chain_part(
             Status::Warn,
             "IMAGE is already a tarball: --package ignored".into(),
         )),
+        (Some(out), _) if lines.iter().chain(&target_rules).any(|l| l.status == Status::Fail) => {
+            // As convert refuses a damaged input, nothing is written for a
+            // chain that fails.
+            target_rules.push(Line::new(
+                "XEN_PACKAGE",
+                Status::Warn,
+                format!("{} not written: the chain has FAILs", out.display()),
+            ))
+        }
         (Some(out), _) if !links.is_empty() => {
             let d = write_package_file(&links, out, image, progress)?;
             upload = Some(d.clone());
