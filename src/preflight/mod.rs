@@ -989,3 +989,83 @@ impl Report {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::digest::digest_bytes;
+    use crate::pipeline::NoProgress;
+
+    #[test]
+    fn default_names_drop_the_extension() {
+        assert_eq!(default_name(Path::new("/a/web.vhd")), "web");
+        assert_eq!(default_name(Path::new("chain.tar.gz")), "chain");
+        assert_eq!(default_name(Path::new("chain.tgz")), "chain");
+        assert_eq!(default_name(Path::new("dir")), "dir");
+        assert_eq!(default_name(Path::new(".vhd")), ".vhd");
+    }
+
+    fn link_file(dir: &Path, name: &str, len: usize) -> ChainLink {
+        let path = dir.join(name);
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&path, data).unwrap();
+        ChainLink {
+            index: name.trim_end_matches(".vhd").parse().unwrap(),
+            path,
+            kind: Kind::Raw,
+            current_size: None,
+            creator: None,
+            unique_id: None,
+            parent_unique_id: None,
+            hidden: None,
+            footer: None,
+            parent_id_bytes: None,
+        }
+    }
+
+    #[test]
+    fn a_tarball_is_digested_whole_while_it_is_unpacked() {
+        let t = tempfile::tempdir().unwrap();
+        let links = [
+            link_file(t.path(), "0.vhd", 3 * CHUNK_BYTES + 5),
+            link_file(t.path(), "1.vhd", 1000),
+        ];
+        let tgz = t.path().join("c.tgz");
+        let d = write_package_file(&links, &tgz, t.path(), &NoProgress).unwrap();
+        let bytes = std::fs::read(&tgz).unwrap();
+        assert_eq!(d, digest_bytes(&bytes, &[Algo::Md5, Algo::Sha512]));
+        assert_eq!(input_kind(&tgz).unwrap(), InputKind::Tarball);
+
+        let out = t.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let source = Source::open(&tgz).unwrap();
+        let (digests, others) = digest_and_extract(&source, true, &out, &NoProgress).unwrap();
+        assert_eq!(digests, d);
+        assert!(others.is_empty());
+        for l in &links {
+            let name = format!("{}.vhd", l.index);
+            assert_eq!(
+                std::fs::read(out.join(&name)).unwrap(),
+                std::fs::read(&l.path).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn one_pass_gives_whole_and_segment_digests() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("f");
+        let data: Vec<u8> = (0..(2 * CHUNK_BYTES + 100))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        std::fs::write(&path, &data).unwrap();
+        let source = Source::open(&path).unwrap();
+        let (d, etags) = digest_file(&source, Some(700_000), &NoProgress).unwrap();
+        assert_eq!(d, digest_bytes(&data, &[Algo::Md5, Algo::Sha512]));
+        let want: Vec<String> = data
+            .chunks(700_000)
+            .map(|c| digest_bytes(c, &[Algo::Md5]).md5.unwrap())
+            .collect();
+        assert_eq!(etags.unwrap(), want);
+    }
+}
