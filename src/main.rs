@@ -392,7 +392,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 package,
                 check: Default::default(),
             };
-            let bar = Bar::new(input_size(&image), quiet);
+            let total = vhdkit::preflight::targets::progress_total(&image);
+            let bar = Bar::new(total, quiet);
             let report = vhdkit::preflight::preflight(&image, &opts, &bar);
             drop(bar);
             let report = report?;

@@ -800,11 +800,11 @@ fn write_package_file(
                 file: output.file(),
                 path: output.temp_path(),
                 sink: &mut sink,
-                progress,
             };
             targets::write_package(
                 links,
                 std::io::BufWriter::with_capacity(CHUNK_BYTES, writer),
+                progress,
             )?;
         }
         Ok(sink.finish())
@@ -818,7 +818,6 @@ struct HashWriter<'w, 'a> {
     file: &'w std::fs::File,
     path: &'w Path,
     sink: &'w mut DigestSink<'a>,
-    progress: &'w dyn Progress,
 }
 
 impl Write for HashWriter<'_, '_> {
@@ -828,7 +827,6 @@ impl Write for HashWriter<'_, '_> {
             std::io::Error::new(e.kind(), format!("{}: write: {e}", self.path.display()))
         })?;
         self.sink.feed(Chunk::Shared(std::sync::Arc::from(buf)));
-        self.progress.advance(buf.len() as u64);
         Ok(buf.len())
     }
 

@@ -512,6 +512,22 @@ pub struct FolderListing {
     pub others: Vec<String>,
 }
 
+/// Bytes a progress display should expect for `image`: the file's size, or
+/// for a chain folder the size of its links.
+pub fn progress_total(image: &Path) -> u64 {
+    if !image.is_dir() {
+        return std::fs::metadata(image).map_or(0, |m| m.len());
+    }
+    list_folder(image).map_or(0, |listing| {
+        listing
+            .links
+            .iter()
+            .filter_map(|(_, p)| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    })
+}
+
 /// Lists a chain folder.
 pub fn list_folder(dir: &Path) -> Result<FolderListing> {
     let mut links = Vec::new();
@@ -723,8 +739,27 @@ pub fn extract_chain(reader: impl Read, gzipped: bool, dir: &Path) -> Result<Vec
     Ok(others)
 }
 
-/// Writes the links as `0.vhd` … into a gzipped tarball on `out`.
-pub fn write_package(links: &[ChainLink], out: impl Write) -> Result<()> {
+/// Counts the bytes read through it as progress.
+struct Counted<'p, R> {
+    inner: R,
+    progress: &'p dyn crate::pipeline::Progress,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+/// Writes the links as `0.vhd` … into a gzipped tarball on `out`;
+/// progress counts the links' bytes read.
+pub fn write_package(
+    links: &[ChainLink],
+    out: impl Write,
+    progress: &dyn crate::pipeline::Progress,
+) -> Result<()> {
     let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     let mut builder = tar::Builder::new(gz);
     for link in links {
@@ -741,7 +776,14 @@ pub fn write_package(links: &[ChainLink], out: impl Write) -> Result<()> {
         header.set_entry_type(tar::EntryType::Regular);
         header.set_cksum();
         builder
-            .append_data(&mut header, &name, file)
+            .append_data(
+                &mut header,
+                &name,
+                Counted {
+                    inner: file,
+                    progress,
+                },
+            )
             .map_err(|e| Error::io(&link.path, "add to tarball", e))?;
     }
     let gz = builder
