@@ -22,6 +22,7 @@ pub mod info;
 pub mod output;
 pub mod partition;
 pub mod pipeline;
+pub mod preflight;
 pub mod repair;
 
 pub use error::{Error, Result};

@@ -200,6 +200,58 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Is IMAGE, the file exactly as it would be uploaded, ready for Glance
+    /// and Nova on a target? One read gives the digests Glance records.
+    ///
+    /// Reports, in order: structure (`check`, link by link), the Glance v2
+    /// image record (JSON and `openstack image create` command), the
+    /// property lint, the target rules with fixes, the Nova checks of each
+    /// flavor, and a verdict. Exit status: 0 ready, 1 not ready (any FAIL),
+    /// 2 could not run.
+    Preflight {
+        /// The image file; for --target xenserver also a folder or tarball
+        /// holding a chain 0.vhd (leaf) … n.vhd (base).
+        image: PathBuf,
+        /// Where it goes: glance, rackspace, xenserver or azure.
+        #[arg(long, default_value = "glance", value_parser = vhdkit::preflight::targets::Target::parse)]
+        target: vhdkit::preflight::targets::Target,
+        /// A flavor to boot on, NAME:RAM_MB:ROOT_GB (repeatable).
+        #[arg(long = "flavor", value_name = "NAME:RAM_MB:ROOT_GB", value_parser = vhdkit::preflight::flavor::Flavor::parse)]
+        flavors: Vec<vhdkit::preflight::flavor::Flavor>,
+        /// The hosts' hypervisor version, checked against hypervisor_version_requires.
+        #[arg(long, value_name = "X.Y.Z")]
+        hypervisor_version: Option<String>,
+        /// The image name (default: the file name without its extension).
+        #[arg(long)]
+        name: Option<String>,
+        /// min_ram in MiB.
+        #[arg(long, value_name = "MB", allow_hyphen_values = true)]
+        min_ram: Option<String>,
+        /// min_disk in GiB (raised to the virtual size if below it).
+        #[arg(long, value_name = "GB", allow_hyphen_values = true)]
+        min_disk: Option<String>,
+        /// An image property KEY=VALUE (repeatable).
+        #[arg(long = "property", value_name = "KEY=VALUE", value_parser = vhdkit::preflight::lint::parse_property)]
+        properties: Vec<(String, String)>,
+        /// Simulate a boot request asking for automatic disk config.
+        #[arg(long)]
+        request_auto_disk_config: bool,
+        /// Swift segment size for --target rackspace (K/M/G suffixes).
+        #[arg(long, default_value = "5G", value_parser = parse_size_arg)]
+        segment_size: u64,
+        /// Swift container for the image object (segments go to CONTAINER_segments).
+        #[arg(long, default_value = "images")]
+        container: String,
+        /// --target xenserver: write the chain as a gzipped tarball here.
+        #[arg(long, value_name = "OUT.tgz")]
+        package: Option<PathBuf>,
+        /// Print the whole report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// No progress bar; only WARN and FAIL lines and the verdict.
+        #[arg(long, short)]
+        quiet: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -502,6 +554,52 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 print!("{}", report.to_text());
             }
             Ok(if report.all_ran() { 0 } else { EXIT_PROBLEMS })
+        }
+        Command::Preflight {
+            image,
+            target,
+            flavors,
+            hypervisor_version,
+            name,
+            min_ram,
+            min_disk,
+            properties,
+            request_auto_disk_config,
+            segment_size,
+            container,
+            package,
+            json,
+            quiet,
+        } => {
+            let opts = vhdkit::preflight::Options {
+                target,
+                flavors,
+                hypervisor_version,
+                name,
+                min_ram,
+                min_disk,
+                properties,
+                request_auto_disk_config,
+                segment_size,
+                container,
+                package,
+                check: Default::default(),
+            };
+            let total = vhdkit::preflight::targets::progress_total(&image);
+            let bar = Bar::new(total, quiet);
+            let report = vhdkit::preflight::preflight(&image, &opts, &bar);
+            drop(bar);
+            let report = report?;
+            if json {
+                print_json(&report)?;
+            } else {
+                print!("{}", report.to_text(quiet));
+            }
+            Ok(if report.verdict.ready {
+                0
+            } else {
+                EXIT_PROBLEMS
+            })
         }
     }
 }

@@ -1,0 +1,1030 @@
+//! Target rules: what Glance, Rackspace (XenServer behind Swift), a XenAPI
+//! tarball and Azure each want of the file, as PASS/WARN/FAIL lines with the
+//! fix as a runnable `vhdkit` command. Also owns the Swift segment plan (fed
+//! from the same chunk stream as the whole-file digests) and the XenServer
+//! chain: reading a folder or tarball of `0.vhd` (leaf) … `n.vhd` (base),
+//! judging it, and packing it as the gzipped tarball Glance stores for
+//! `container_format=ovf`.
+//!
+//! The rules themselves are pure functions of the parsed metadata.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+
+use md5::{Digest as _, Md5};
+use serde::Serialize;
+
+use super::record::shell_quote;
+use super::{Line, Status};
+use crate::disk::{Kind, MAX_CHAIN_DEPTH};
+use crate::format::footer::qemu_uses_chs;
+use crate::format::{fourcc, Footer, Layout};
+use crate::pipeline::digest::Chunk;
+use crate::{Error, Result};
+
+/// Where the image goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    #[default]
+    Glance,
+    Rackspace,
+    Xenserver,
+    Azure,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Glance => "glance",
+            Target::Rackspace => "rackspace",
+            Target::Xenserver => "xenserver",
+            Target::Azure => "azure",
+        }
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<Target, String> {
+        match text {
+            "glance" => Ok(Target::Glance),
+            "rackspace" => Ok(Target::Rackspace),
+            "xenserver" => Ok(Target::Xenserver),
+            "azure" => Ok(Target::Azure),
+            _ => Err(format!(
+                "--target {text:?}: expected glance, rackspace, xenserver or azure"
+            )),
+        }
+    }
+}
+
+/// Swift's largest single object, and its default segment size: 5 GiB.
+pub const SWIFT_SEGMENT_SIZE: u64 = 5 << 30;
+/// Rackspace's import limit on the virtual disk (160 GB flavors; Nova's GB
+/// are GiB).
+pub const RACKSPACE_MAX_VIRTUAL_BYTES: u64 = 160 << 30;
+/// Azure's smallest disk.
+pub const AZURE_MIN_VIRTUAL_BYTES: u64 = 20 << 20;
+/// Azure wants the virtual size a whole number of these.
+pub const MIB: u64 = 1 << 20;
+/// A VHD footer.
+const FOOTER_BYTES: u64 = 512;
+
+/// What the rules read of one VHD file.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    pub path: PathBuf,
+    pub kind: Kind,
+    pub file_size: u64,
+    /// `None` for a raw file.
+    pub footer: Option<Footer>,
+}
+
+impl Facts {
+    /// Reads the facts from a whole file's bytes (metadata only).
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Facts {
+        let layout = crate::disk::detect(bytes).and(Layout::parse(bytes));
+        let footer = layout.map(|l| l.footer);
+        let kind = match footer.as_ref().map(|f| (f.disk_type(), f.data_offset)) {
+            None => Kind::Raw,
+            Some((Some(t), _)) => Kind::from_disk_type(t),
+            Some((None, u64::MAX)) => Kind::Fixed,
+            Some((None, _)) => Kind::Dynamic,
+        };
+        Facts {
+            path: path.to_path_buf(),
+            kind,
+            file_size: bytes.len() as u64,
+            footer,
+        }
+    }
+
+    fn creator(&self) -> Option<[u8; 4]> {
+        self.footer.as_ref().map(|f| f.creator_application)
+    }
+}
+
+/// `vhdkit convert IMAGE OUT ARGS`, with OUT beside IMAGE.
+fn convert_fix(image: &Path, suffix: &str, args: &str) -> String {
+    let stem = image
+        .file_stem()
+        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+    let out = image.with_file_name(format!("{stem}-{suffix}.vhd"));
+    format!(
+        "vhdkit convert {} {} {args}",
+        shell_quote(&image.to_string_lossy()),
+        shell_quote(&out.to_string_lossy())
+    )
+}
+
+fn not_a_vhd(f: &Facts, fix: String) -> Line {
+    Line::new(
+        "NOT_VHD",
+        Status::Fail,
+        format!(
+            "{} is not a VHD (a raw file): disk_format vhd would be refused",
+            f.path.display()
+        ),
+    )
+    .with_fix(fix)
+}
+
+/// `glance`: what Glance 2025.1 and later accept.
+pub fn glance_rules(f: &Facts) -> Vec<Line> {
+    let fix = convert_fix(&f.path, "dynamic", "--to dynamic");
+    let mut lines = Vec::new();
+    match f.kind {
+        Kind::Raw => return vec![not_a_vhd(f, fix)],
+        Kind::Fixed => lines.push(
+            Line::new(
+                "GLANCE_FIXED",
+                Status::Fail,
+                "a fixed VHD has no footer copy at offset 0: Glance (2025.1 and later) detects it as raw or gpt and refuses the upload (415 Unsupported Media Type)".into(),
+            )
+            .with_fix(fix.clone()),
+        ),
+        Kind::Differencing => lines.push(
+            Line::new(
+                "GLANCE_DIFFERENCING",
+                Status::Fail,
+                "a differencing VHD needs its parent, which Glance does not store".into(),
+            )
+            .with_fix(fix.clone()),
+        ),
+        Kind::Dynamic => lines.push(Line::new(
+            "GLANCE_FORMAT",
+            Status::Pass,
+            "dynamic VHD: Glance's inspector recognises it as vhd".into(),
+        )),
+    }
+    if let Some(footer) = &f.footer {
+        if footer.original_size != footer.current_size {
+            lines.push(
+                Line::new(
+                    "GLANCE_ORIGINAL_SIZE",
+                    Status::Warn,
+                    format!(
+                        "original size {} differs from current size {}: Glance records the original size as virtual_size, the hypervisor uses the current size",
+                        footer.original_size, footer.current_size
+                    ),
+                )
+                .with_fix(fix.clone()),
+            );
+        }
+        lines.extend(chs_warning(footer, &fix));
+    }
+    lines
+}
+
+/// A `qemu`/`vpc ` creator whose size is CHS-rounded: qemu reads C×H×S.
+fn chs_warning(footer: &Footer, fix: &str) -> Option<Line> {
+    if !qemu_uses_chs(footer) {
+        return None;
+    }
+    let chs = footer.geometry.size_bytes();
+    let rounded = chs != footer.current_size || footer.current_size % MIB != 0;
+    rounded.then(|| {
+        Line::new(
+            "CHS_SIZE",
+            Status::Warn,
+            format!(
+                "creator {:?}: qemu reads the size from the geometry, {chs} bytes, where the footer says {} (a CHS-rounded size; other tools disagree with qemu)",
+                fourcc(footer.creator_application),
+                footer.current_size
+            ),
+        )
+        .with_fix(fix.to_string())
+    })
+}
+
+/// `rackspace`: a dynamic `tap` VHD within the import limit.
+pub fn rackspace_rules(f: &Facts) -> Vec<Line> {
+    let fix = convert_fix(&f.path, "tap", "--to dynamic --creator tap");
+    let mut lines = Vec::new();
+    match f.kind {
+        Kind::Raw => return vec![not_a_vhd(f, fix)],
+        Kind::Dynamic => lines.push(Line::new(
+            "RACKSPACE_DYNAMIC",
+            Status::Pass,
+            "dynamic VHD".into(),
+        )),
+        other => lines.push(
+            Line::new(
+                "RACKSPACE_DYNAMIC",
+                Status::Fail,
+                format!("a {} VHD: Rackspace imports dynamic VHDs", other.name()),
+            )
+            .with_fix(fix.clone()),
+        ),
+    }
+    match f.creator() {
+        Some(c) if &c == b"tap\0" => lines.push(Line::new(
+            "RACKSPACE_CREATOR",
+            Status::Pass,
+            "creator \"tap\": XenServer resizes it".into(),
+        )),
+        Some(c) if &c == b"qemu" => lines.push(
+            Line::new(
+                "RACKSPACE_CREATOR",
+                Status::Fail,
+                "creator \"qemu\": VHDs whose creator is qemu do not resize on XenServer".into(),
+            )
+            .with_fix(fix.clone()),
+        ),
+        Some(c) => lines.push(
+            Line::new(
+                "RACKSPACE_CREATOR",
+                Status::Fail,
+                format!(
+                    "creator {:?}: Rackspace wants \"tap\" (XenServer blktap)",
+                    fourcc(c)
+                ),
+            )
+            .with_fix(fix.clone()),
+        ),
+        None => {}
+    }
+    if let Some(footer) = &f.footer {
+        let v = footer.current_size;
+        lines.push(if v > RACKSPACE_MAX_VIRTUAL_BYTES {
+            Line::new(
+                "RACKSPACE_SIZE",
+                Status::Fail,
+                format!("virtual size {v} bytes is above the 160 GB import limit ({RACKSPACE_MAX_VIRTUAL_BYTES} bytes)"),
+            )
+        } else {
+            Line::new(
+                "RACKSPACE_SIZE",
+                Status::Pass,
+                format!("virtual size {v} bytes is within the 160 GB import limit"),
+            )
+        });
+    }
+    lines
+}
+
+/// `azure`: fixed, whole MiB, file = virtual + 512, at least 20 MiB.
+pub fn azure_rules(f: &Facts) -> Vec<Line> {
+    let fix = convert_fix(&f.path, "azure", "--to fixed --align 1M");
+    let Some(footer) = &f.footer else {
+        return vec![not_a_vhd(f, fix)];
+    };
+    let v = footer.current_size;
+    let mut lines = Vec::new();
+    lines.push(if f.kind == Kind::Fixed {
+        Line::new("AZURE_FIXED", Status::Pass, "fixed VHD".into())
+    } else {
+        Line::new(
+            "AZURE_FIXED",
+            Status::Fail,
+            format!("a {} VHD: Azure takes fixed VHDs only", f.kind.name()),
+        )
+        .with_fix(fix.clone())
+    });
+    lines.push(if v % MIB == 0 {
+        Line::new(
+            "AZURE_MIB",
+            Status::Pass,
+            format!("virtual size {v} bytes is a whole number of MiB"),
+        )
+    } else {
+        Line::new(
+            "AZURE_MIB",
+            Status::Fail,
+            format!(
+                "virtual size {v} bytes is not a whole number of MiB ({} bytes over)",
+                v % MIB
+            ),
+        )
+        .with_fix(fix.clone())
+    });
+    if f.kind == Kind::Fixed {
+        let want = v.saturating_add(FOOTER_BYTES);
+        lines.push(if f.file_size == want {
+            Line::new(
+                "AZURE_FILE_SIZE",
+                Status::Pass,
+                format!("file size {} = virtual size + 512", f.file_size),
+            )
+        } else {
+            Line::new(
+                "AZURE_FILE_SIZE",
+                Status::Fail,
+                format!(
+                    "file size {} bytes, expected virtual size + 512 = {want}",
+                    f.file_size
+                ),
+            )
+            .with_fix(fix.clone())
+        });
+    }
+    lines.push(if v >= AZURE_MIN_VIRTUAL_BYTES {
+        Line::new(
+            "AZURE_MIN_SIZE",
+            Status::Pass,
+            format!("virtual size {v} bytes is at least 20 MiB"),
+        )
+    } else {
+        Line::new(
+            "AZURE_MIN_SIZE",
+            Status::Fail,
+            format!("virtual size {v} bytes is below Azure's 20 MiB minimum: grow the disk before converting (convert keeps the size)"),
+        )
+    });
+    lines
+}
+
+// ---------------------------------------------------------------- segments
+
+/// One Swift segment of the upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Segment {
+    pub index: u64,
+    pub offset: u64,
+    pub size_bytes: u64,
+    /// MD5 hex of the segment's bytes (Swift's ETag).
+    pub etag: String,
+    /// `/container/object` the segment is uploaded to.
+    pub path: String,
+}
+
+/// How the upload is split for Swift, and the static large object manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentPlan {
+    pub segment_size: u64,
+    pub container: String,
+    pub object: String,
+    pub segments: Vec<Segment>,
+    /// The SLO manifest to `PUT ?multipart-manifest=put`:
+    /// `[{path, etag, size_bytes}]`.
+    pub manifest: serde_json::Value,
+}
+
+/// Segment object names as python-swiftclient lays them out:
+/// `/<container>_segments/<object>/slo/<size>/<segment_size>/<index:08>`.
+pub fn plan_segments(
+    container: &str,
+    object: &str,
+    size: u64,
+    segment_size: u64,
+    etags: Vec<String>,
+) -> SegmentPlan {
+    let segments: Vec<Segment> = etags
+        .into_iter()
+        .enumerate()
+        .map(|(i, etag)| {
+            let index = i as u64;
+            let offset = index * segment_size;
+            Segment {
+                index,
+                offset,
+                size_bytes: segment_size.min(size - offset),
+                etag,
+                path: format!(
+                    "/{container}_segments/{object}/slo/{size}/{segment_size}/{index:08}"
+                ),
+            }
+        })
+        .collect();
+    let manifest = serde_json::Value::Array(
+        segments
+            .iter()
+            .map(
+                |s| serde_json::json!({"path": s.path, "etag": s.etag, "size_bytes": s.size_bytes}),
+            )
+            .collect(),
+    );
+    SegmentPlan {
+        segment_size,
+        container: container.to_string(),
+        object: object.to_string(),
+        segments,
+        manifest,
+    }
+}
+
+/// Per-segment MD5s on their own thread, fed the same chunks, in order, as
+/// the whole-file digests (no second read).
+pub struct SegmentSink<'a> {
+    tx: SyncSender<Chunk<'a>>,
+    done: Arc<AtomicU64>,
+    handle: std::thread::ScopedJoinHandle<'a, Vec<String>>,
+}
+
+/// Chunks queued before the feeder waits.
+const SEGMENT_QUEUE: usize = 8;
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+impl<'a> SegmentSink<'a> {
+    pub fn start<'env>(scope: &'a std::thread::Scope<'a, 'env>, segment_size: u64) -> Self {
+        let (tx, rx) = sync_channel::<Chunk<'a>>(SEGMENT_QUEUE);
+        let done = Arc::new(AtomicU64::new(0));
+        let done2 = Arc::clone(&done);
+        let handle = scope.spawn(move || {
+            let mut etags = Vec::new();
+            let mut md5 = Md5::new();
+            let mut filled = 0u64;
+            for chunk in rx {
+                let mut b = chunk.bytes();
+                let n = b.len() as u64;
+                while !b.is_empty() {
+                    let room = usize::try_from(segment_size - filled).unwrap_or(usize::MAX);
+                    let take = room.min(b.len());
+                    md5.update(&b[..take]);
+                    filled += take as u64;
+                    b = &b[take..];
+                    if filled == segment_size {
+                        etags.push(hex(&std::mem::take(&mut md5).finalize()));
+                        filled = 0;
+                    }
+                }
+                done2.fetch_add(n, Ordering::Release);
+            }
+            if filled > 0 {
+                etags.push(hex(&md5.finalize()));
+            }
+            etags
+        });
+        SegmentSink { tx, done, handle }
+    }
+
+    pub fn feed(&self, chunk: Chunk<'a>) {
+        // The receiver only goes away if its thread panicked; `finish` shows it.
+        let _ = self.tx.send(chunk);
+    }
+
+    /// Bytes digested so far.
+    pub fn consumed(&self) -> u64 {
+        self.done.load(Ordering::Acquire)
+    }
+
+    /// The segments' MD5s, in order.
+    pub fn finish(self) -> Vec<String> {
+        drop(self.tx);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+// --------------------------------------------------------------- xenserver
+
+/// The most links XenServer's import takes.
+pub const XEN_MAX_LINKS: usize = MAX_CHAIN_DEPTH;
+
+/// One link of a XenServer chain, as read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainLink {
+    pub index: usize,
+    pub path: PathBuf,
+    pub kind: Kind,
+    pub current_size: Option<u64>,
+    pub creator: Option<String>,
+    pub unique_id: Option<String>,
+    pub parent_unique_id: Option<String>,
+    pub hidden: Option<u8>,
+    #[serde(skip)]
+    pub footer: Option<Footer>,
+    #[serde(skip)]
+    pub parent_id_bytes: Option<[u8; 16]>,
+}
+
+/// `N.vhd` → N (no sign, no leading `+`, no other name).
+pub fn link_number(name: &str) -> Option<usize> {
+    let n = name.strip_suffix(".vhd")?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) || (n.len() > 1 && n.starts_with('0'))
+    {
+        return None;
+    }
+    n.parse().ok()
+}
+
+/// A chain folder's entries: the numbered links, sorted, and the other names.
+#[derive(Debug, Clone, Default)]
+pub struct FolderListing {
+    pub links: Vec<(usize, PathBuf)>,
+    pub others: Vec<String>,
+}
+
+/// Bytes a progress display should expect for `image`: the file's size, or
+/// for a chain folder the size of its links.
+pub fn progress_total(image: &Path) -> u64 {
+    if !image.is_dir() {
+        return std::fs::metadata(image).map_or(0, |m| m.len());
+    }
+    list_folder(image).map_or(0, |listing| {
+        listing
+            .links
+            .iter()
+            .filter_map(|(_, p)| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    })
+}
+
+/// Lists a chain folder.
+pub fn list_folder(dir: &Path) -> Result<FolderListing> {
+    let mut links = Vec::new();
+    let mut others = Vec::new();
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read folder", e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(dir, "read folder", e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        match link_number(&name) {
+            Some(n) => links.push((n, entry.path())),
+            None => others.push(name),
+        }
+    }
+    links.sort();
+    others.sort();
+    Ok(FolderListing { links, others })
+}
+
+/// Reads a link's metadata.
+pub fn read_link(index: usize, path: &Path) -> Result<ChainLink> {
+    let source = crate::disk::Source::open(path)?;
+    let facts = Facts::from_bytes(path, source.bytes());
+    let layout = Layout::parse(source.bytes()).filter(|_| facts.kind != Kind::Raw);
+    let parent = layout
+        .as_ref()
+        .and_then(|l| l.dynamic.as_ref())
+        .and_then(|d| d.as_ref().ok())
+        .map(|p| p.header.parent_unique_id)
+        .filter(|_| facts.kind == Kind::Differencing);
+    let f = facts.footer.as_ref();
+    Ok(ChainLink {
+        index,
+        path: path.to_path_buf(),
+        kind: facts.kind,
+        current_size: f.map(|f| f.current_size),
+        creator: f.map(|f| fourcc(f.creator_application)),
+        unique_id: f.map(|f| uuid::Uuid::from_bytes(f.unique_id).to_string()),
+        parent_unique_id: parent.map(|p| uuid::Uuid::from_bytes(p).to_string()),
+        hidden: f.map(Footer::hidden),
+        footer: facts.footer.clone(),
+        parent_id_bytes: parent,
+    })
+}
+
+/// The chain rules: numbering, length, link kinds, parent ids, sizes,
+/// leaf not hidden, creator.
+pub fn xenserver_rules(numbers: &[usize], others: &[String], links: &[ChainLink]) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let gaps: Vec<String> = (0..numbers.last().map_or(0, |n| n + 1))
+        .filter(|n| !numbers.contains(n))
+        .map(|n| format!("{n}.vhd"))
+        .collect();
+    if numbers.is_empty() {
+        lines.push(Line::new(
+            "XEN_CHAIN_NAMES",
+            Status::Fail,
+            "no 0.vhd: a XenServer image is a chain 0.vhd (leaf) … n.vhd (base)".into(),
+        ));
+        return lines;
+    }
+    if gaps.is_empty() {
+        lines.push(Line::new(
+            "XEN_CHAIN_NAMES",
+            Status::Pass,
+            format!("links 0.vhd … {}.vhd without gaps", numbers.len() - 1),
+        ));
+    } else {
+        lines.push(Line::new(
+            "XEN_CHAIN_NAMES",
+            Status::Fail,
+            format!("the numbering has gaps: {} missing", gaps.join(", ")),
+        ));
+    }
+    if !others.is_empty() {
+        lines.push(Line::new(
+            "XEN_CHAIN_OTHER_FILES",
+            Status::Warn,
+            format!("files that are not links: {}", others.join(", ")),
+        ));
+    }
+    if links.len() > XEN_MAX_LINKS {
+        lines.push(Line::new(
+            "XEN_CHAIN_LENGTH",
+            Status::Fail,
+            format!("{} links: at most {XEN_MAX_LINKS}", links.len()),
+        ));
+    }
+    let last = links.len().saturating_sub(1);
+    let mut ids_ok = true;
+    for (i, link) in links.iter().enumerate() {
+        let name = format!("{}.vhd", link.index);
+        match (i == last, link.kind) {
+            (_, Kind::Raw) => {
+                ids_ok = false;
+                lines.push(Line::new(
+                    "XEN_CHAIN_KIND",
+                    Status::Fail,
+                    format!("{name} is not a VHD"),
+                ));
+            }
+            (true, Kind::Differencing) => {
+                ids_ok = false;
+                lines.push(Line::new(
+                    "XEN_CHAIN_KIND",
+                    Status::Fail,
+                    format!(
+                        "{name}, the base, is a differencing disk: its parent is not in the chain"
+                    ),
+                ));
+            }
+            (false, k) if k != Kind::Differencing => {
+                ids_ok = false;
+                lines.push(Line::new(
+                    "XEN_CHAIN_KIND",
+                    Status::Fail,
+                    format!("{name} is a {} disk but {}.vhd follows it: only the base may have no parent", k.name(), link.index + 1),
+                ));
+            }
+            _ => {}
+        }
+        if let (Some(parent_id), Some(next)) = (link.parent_id_bytes, links.get(i + 1)) {
+            let next_id = next.footer.as_ref().map(|f| f.unique_id);
+            if next_id != Some(parent_id) {
+                ids_ok = false;
+                lines.push(Line::new(
+                    "XEN_CHAIN_PARENT_ID",
+                    Status::Fail,
+                    format!(
+                        "{name}'s header names parent unique id {}, but {}.vhd's footer has {}",
+                        uuid::Uuid::from_bytes(parent_id),
+                        next.index,
+                        next.unique_id.clone().unwrap_or_else(|| "none".into())
+                    ),
+                ));
+            }
+            if next.current_size != link.current_size {
+                lines.push(Line::new(
+                    "XEN_CHAIN_SIZE",
+                    Status::Warn,
+                    format!(
+                        "{name} is {} bytes, its parent {}.vhd {} bytes",
+                        link.current_size.unwrap_or(0),
+                        next.index,
+                        next.current_size.unwrap_or(0)
+                    ),
+                ));
+            }
+        }
+    }
+    if ids_ok && links.len() > 1 {
+        lines.push(Line::new(
+            "XEN_CHAIN_PARENT_ID",
+            Status::Pass,
+            "every child's parent unique id matches its parent's footer".into(),
+        ));
+    }
+    if let Some(leaf) = links.first() {
+        match leaf.hidden {
+            Some(0) | None => lines.push(Line::new(
+                "XEN_LEAF_HIDDEN",
+                Status::Pass,
+                "0.vhd is not hidden".into(),
+            )),
+            Some(h) => lines.push(Line::new(
+                "XEN_LEAF_HIDDEN",
+                Status::Fail,
+                format!("0.vhd is hidden (footer byte 85 = {h}): XenServer would not attach the leaf (vhd-util set -n 0.vhd -f hidden -v 0)"),
+            )),
+        }
+        if leaf.creator.as_deref() == Some("qemu") {
+            lines.push(Line::new(
+                "XEN_CREATOR",
+                Status::Warn,
+                "0.vhd's creator is \"qemu\": XenServer does not resize such VHDs".into(),
+            ));
+        }
+    }
+    lines
+}
+
+/// Unpacks the links (`N.vhd` at the top of the archive) of a gzipped or
+/// plain tarball read from `reader` into `dir`; everything else is listed,
+/// not written.
+pub fn extract_chain(reader: impl Read, gzipped: bool, dir: &Path) -> Result<Vec<String>> {
+    let reader: Box<dyn Read> = if gzipped {
+        Box::new(flate2::read::GzDecoder::new(reader))
+    } else {
+        Box::new(reader)
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut others = Vec::new();
+    let io = |e| Error::io(dir, "read tarball", e);
+    for entry in archive.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        let name = entry.path().map_err(io)?.to_string_lossy().into_owned();
+        let bare = name.strip_prefix("./").unwrap_or(&name).to_string();
+        let regular = entry.header().entry_type().is_file();
+        match link_number(&bare) {
+            Some(_) if regular => {
+                let target = dir.join(&bare);
+                let mut out =
+                    std::fs::File::create(&target).map_err(|e| Error::io(&target, "create", e))?;
+                std::io::copy(&mut entry, &mut out).map_err(|e| Error::io(&target, "write", e))?;
+            }
+            _ if bare.is_empty() || bare == "." => {}
+            _ => others.push(bare),
+        }
+    }
+    Ok(others)
+}
+
+/// Counts the bytes read through it as progress.
+struct Counted<'p, R> {
+    inner: R,
+    progress: &'p dyn crate::pipeline::Progress,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+/// Writes the links as `0.vhd` … into a gzipped tarball on `out`;
+/// progress counts the links' bytes read.
+pub fn write_package(
+    links: &[ChainLink],
+    out: impl Write,
+    progress: &dyn crate::pipeline::Progress,
+) -> Result<()> {
+    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    let mut builder = tar::Builder::new(gz);
+    for link in links {
+        let name = format!("{}.vhd", link.index);
+        let file = std::fs::File::open(&link.path).map_err(|e| Error::io(&link.path, "open", e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(&link.path, "stat", e))?
+            .len();
+        let mut header = tar::Header::new_gnu();
+        header.set_size(len);
+        header.set_mode(0o644);
+        header.set_mtime(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        builder
+            .append_data(
+                &mut header,
+                &name,
+                Counted {
+                    inner: file,
+                    progress,
+                },
+            )
+            .map_err(|e| Error::io(&link.path, "add to tarball", e))?;
+    }
+    let gz = builder
+        .into_inner()
+        .map_err(|e| Error::io(Path::new(""), "finish tarball", e))?;
+    let mut inner = gz
+        .finish()
+        .map_err(|e| Error::io(Path::new(""), "finish gzip", e))?;
+    inner
+        .flush()
+        .map_err(|e| Error::io(Path::new(""), "flush", e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::footer::Creator;
+    use crate::format::DiskType;
+
+    fn facts(kind: DiskType, size: u64, creator: &str, file_size: u64) -> Facts {
+        let footer = Footer::new(kind, size, Creator::by_name(creator).unwrap(), 0, [1; 16]);
+        Facts {
+            path: PathBuf::from("/i/disk.vhd"),
+            kind: Kind::from_disk_type(kind),
+            file_size,
+            footer: Some(footer),
+        }
+    }
+
+    fn fails(lines: &[Line]) -> Vec<&str> {
+        lines
+            .iter()
+            .filter(|l| l.status == Status::Fail)
+            .map(|l| l.code.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn glance_refuses_fixed_and_warns_sizes() {
+        let f = facts(DiskType::Fixed, 64 * MIB, "win", 64 * MIB + 512);
+        let l = glance_rules(&f);
+        assert_eq!(fails(&l), ["GLANCE_FIXED"]);
+        assert_eq!(
+            l[0].fix.as_deref(),
+            Some("vhdkit convert /i/disk.vhd /i/disk-dynamic.vhd --to dynamic")
+        );
+        let mut f = facts(DiskType::Dynamic, 64 * MIB, "win", 0);
+        assert!(fails(&glance_rules(&f)).is_empty());
+        f.footer.as_mut().unwrap().original_size = 32 * MIB;
+        assert!(glance_rules(&f)
+            .iter()
+            .any(|l| l.code == "GLANCE_ORIGINAL_SIZE" && l.status == Status::Warn));
+        let f = facts(DiskType::Dynamic, 64 * MIB + 512, "qemu", 0);
+        assert!(glance_rules(&f).iter().any(|l| l.code == "CHS_SIZE"));
+    }
+
+    #[test]
+    fn rackspace_wants_dynamic_tap_within_160g() {
+        assert!(fails(&rackspace_rules(&facts(DiskType::Dynamic, GIB, "tap", 0))).is_empty());
+        let l = rackspace_rules(&facts(DiskType::Dynamic, GIB, "qemu", 0));
+        assert_eq!(fails(&l), ["RACKSPACE_CREATOR"]);
+        assert!(l[1].message.contains("do not resize"));
+        assert!(l[1]
+            .fix
+            .as_deref()
+            .unwrap()
+            .ends_with("--to dynamic --creator tap"));
+        assert_eq!(
+            fails(&rackspace_rules(&facts(
+                DiskType::Fixed,
+                GIB,
+                "tap",
+                GIB + 512
+            ))),
+            ["RACKSPACE_DYNAMIC"]
+        );
+        assert_eq!(
+            fails(&rackspace_rules(&facts(
+                DiskType::Dynamic,
+                161 * GIB,
+                "tap",
+                0
+            ))),
+            ["RACKSPACE_SIZE"]
+        );
+    }
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn azure_rules_each() {
+        assert!(fails(&azure_rules(&facts(
+            DiskType::Fixed,
+            20 * MIB,
+            "win",
+            20 * MIB + 512
+        )))
+        .is_empty());
+        assert_eq!(
+            fails(&azure_rules(&facts(DiskType::Dynamic, 20 * MIB, "win", 0))),
+            ["AZURE_FIXED"]
+        );
+        assert_eq!(
+            fails(&azure_rules(&facts(
+                DiskType::Fixed,
+                20 * MIB + 512,
+                "win",
+                20 * MIB + 1024
+            ))),
+            ["AZURE_MIB"]
+        );
+        assert_eq!(
+            fails(&azure_rules(&facts(
+                DiskType::Fixed,
+                20 * MIB,
+                "win",
+                20 * MIB + 1024
+            ))),
+            ["AZURE_FILE_SIZE"]
+        );
+        assert_eq!(
+            fails(&azure_rules(&facts(
+                DiskType::Fixed,
+                19 * MIB,
+                "win",
+                19 * MIB + 512
+            ))),
+            ["AZURE_MIN_SIZE"]
+        );
+        let raw = Facts {
+            path: "/i/r.img".into(),
+            kind: Kind::Raw,
+            file_size: 1,
+            footer: None,
+        };
+        assert_eq!(fails(&azure_rules(&raw)), ["NOT_VHD"]);
+    }
+
+    #[test]
+    fn segment_md5s_match_direct_hashing() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let etags = std::thread::scope(|s| {
+            let sink = SegmentSink::start(s, 4096);
+            for c in data.chunks(1000) {
+                sink.feed(Chunk::Borrowed(c));
+            }
+            sink.finish()
+        });
+        let want: Vec<String> = data.chunks(4096).map(|c| hex(&Md5::digest(c))).collect();
+        assert_eq!(etags, want);
+        let plan = plan_segments("images", "d.vhd", 10_000, 4096, etags);
+        assert_eq!(plan.segments.len(), 3);
+        assert_eq!(plan.segments[2].size_bytes, 10_000 - 8192);
+        assert_eq!(
+            plan.manifest[1]["path"],
+            "/images_segments/d.vhd/slo/10000/4096/00000001"
+        );
+        assert_eq!(plan.manifest[0]["etag"], want[0]);
+    }
+
+    #[test]
+    fn link_names() {
+        assert_eq!(link_number("0.vhd"), Some(0));
+        assert_eq!(link_number("12.vhd"), Some(12));
+        assert_eq!(link_number("01.vhd"), None);
+        assert_eq!(link_number("a.vhd"), None);
+        assert_eq!(link_number(".vhd"), None);
+        assert_eq!(link_number("0.vhdx"), None);
+    }
+
+    fn link(index: usize, kind: Kind, id: u8, parent: Option<u8>) -> ChainLink {
+        let mut footer = Footer::new(
+            DiskType::Dynamic,
+            GIB,
+            Creator::by_name("tap").unwrap(),
+            0,
+            [id; 16],
+        );
+        footer.disk_type_code = match kind {
+            Kind::Differencing => 4,
+            _ => 3,
+        };
+        ChainLink {
+            index,
+            path: format!("{index}.vhd").into(),
+            kind,
+            current_size: Some(GIB),
+            creator: Some("tap\\0".into()),
+            unique_id: Some(uuid::Uuid::from_bytes([id; 16]).to_string()),
+            parent_unique_id: parent.map(|p| uuid::Uuid::from_bytes([p; 16]).to_string()),
+            hidden: Some(0),
+            footer: Some(footer),
+            parent_id_bytes: parent.map(|p| [p; 16]),
+        }
+    }
+
+    #[test]
+    fn chain_rules() {
+        let good = [
+            link(0, Kind::Differencing, 1, Some(2)),
+            link(1, Kind::Dynamic, 2, None),
+        ];
+        assert!(fails(&xenserver_rules(&[0, 1], &[], &good)).is_empty());
+        let bad_id = [
+            link(0, Kind::Differencing, 1, Some(9)),
+            link(1, Kind::Dynamic, 2, None),
+        ];
+        assert_eq!(
+            fails(&xenserver_rules(&[0, 1], &[], &bad_id)),
+            ["XEN_CHAIN_PARENT_ID"]
+        );
+        assert_eq!(
+            fails(&xenserver_rules(&[0, 2], &[], &good)),
+            ["XEN_CHAIN_NAMES"]
+        );
+        let base_diff = [link(0, Kind::Differencing, 1, Some(5))];
+        assert_eq!(
+            fails(&xenserver_rules(&[0], &[], &base_diff)),
+            ["XEN_CHAIN_KIND"]
+        );
+        let mut hidden = [link(0, Kind::Dynamic, 1, None)];
+        hidden[0].hidden = Some(1);
+        assert_eq!(
+            fails(&xenserver_rules(&[0], &[], &hidden)),
+            ["XEN_LEAF_HIDDEN"]
+        );
+        let many: Vec<ChainLink> = (0..17)
+            .map(|i| {
+                if i == 16 {
+                    link(i, Kind::Dynamic, i as u8 + 1, None)
+                } else {
+                    link(i, Kind::Differencing, i as u8 + 1, Some(i as u8 + 2))
+                }
+            })
+            .collect();
+        let numbers: Vec<usize> = (0..17).collect();
+        assert_eq!(
+            fails(&xenserver_rules(&numbers, &[], &many)),
+            ["XEN_CHAIN_LENGTH"]
+        );
+        assert_eq!(fails(&xenserver_rules(&[], &[], &[])), ["XEN_CHAIN_NAMES"]);
+    }
+}
