@@ -626,6 +626,8 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // Ctrl-C stops a write cleanly: the temporary output is removed.
+    let _ = vhdkit::pipeline::stop_on_interrupt();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

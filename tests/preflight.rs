@@ -694,3 +694,86 @@ fn a_fixed_vhd_gets_no_glance_virtual_size() {
     assert!(r["record"]["record"]["virtual_size"].is_null());
     assert_eq!(r["record"]["virtual_sizes"]["hyperv"], 8 * MIB);
 }
+
+/// A disk from `testdata/make-expand-disks.sh`, as a dynamic VHD.
+fn expand_disk(dir: &Path, name: &str) -> Option<PathBuf> {
+    let have = |t: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {t}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !["sfdisk", "mke2fs", "mkfs.fat", "mcopy"]
+        .iter()
+        .all(|t| have(t))
+    {
+        eprintln!("partition/filesystem tools missing: skipping");
+        return None;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-expand-disks.sh");
+    let st = Command::new("bash")
+        .arg(script)
+        .arg(dir)
+        .arg(name)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let vhd = dir.join(format!("{name}.vhd"));
+    convert(
+        &dir.join(format!("{name}.raw")),
+        &vhd,
+        &["--to", "dynamic", "--creator", "tap"],
+    );
+    Some(vhd)
+}
+
+#[test]
+fn auto_disk_config_true_on_a_growable_disk_passes_with_the_sizes() {
+    let t = tempfile::tempdir().unwrap();
+    let Some(img) = expand_disk(t.path(), "mbr-ext3") else {
+        return;
+    };
+    let (code, r) = preflight(
+        &img,
+        &[
+            "--property",
+            "auto_disk_config=True",
+            "--flavor",
+            "m1.small:2048:2",
+        ],
+    );
+    let l = lines(&r, "AUTO_DISK_CONFIG_EXPAND");
+    assert_eq!(l.len(), 1, "{r:#}");
+    assert_eq!(l[0].0, "PASS", "{r:#}");
+    let e = &r["flavors"][0]["expand"];
+    assert_eq!(e["verdict"]["nova_resizes"], true);
+    assert_eq!(e["partitions_after"][0]["end_lba"], 2 * 1024 * 2048 - 1);
+    assert_eq!(e["filesystem"]["kind"], "ext3");
+    assert_eq!(code, 0, "{r:#}");
+}
+
+#[test]
+fn auto_disk_config_true_on_a_disk_nova_refuses_fails_in_novas_words() {
+    let t = tempfile::tempdir().unwrap();
+    let Some(img) = expand_disk(t.path(), "two-partitions") else {
+        return;
+    };
+    let (code, r) = preflight(
+        &img,
+        &[
+            "--property",
+            "auto_disk_config=True",
+            "--flavor",
+            "m1.small:2048:2",
+        ],
+    );
+    let l = lines(&r, "AUTO_DISK_CONFIG_EXPAND");
+    assert_eq!(l.len(), 1, "{r:#}");
+    assert_eq!(l[0].0, "FAIL", "{r:#}");
+    assert!(
+        l[0].1.contains("Disk must have only one partition."),
+        "{}",
+        l[0].1
+    );
+    assert_eq!(code, 1);
+}

@@ -29,8 +29,21 @@ pub use plan::{Piece, Plan};
 /// Zeros fed to the digests for holes and padding.
 static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
 
-/// Set by a signal handler to stop a run; the output is then discarded.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set by SIGINT/SIGTERM (see [`stop_on_interrupt`]) to stop a run; the
+/// output's temporary file is then removed and nothing reaches the target.
+pub static INTERRUPTED: std::sync::LazyLock<Arc<AtomicBool>> =
+    std::sync::LazyLock::new(|| Arc::new(AtomicBool::new(false)));
+
+/// Makes SIGINT and SIGTERM stop a running command cleanly (a second signal
+/// ends the process at once, with status 130).
+pub fn stop_on_interrupt() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&INTERRUPTED))?;
+        signal_hook::flag::register(sig, Arc::clone(&INTERRUPTED))?;
+    }
+    Ok(())
+}
 
 /// Where a data piece's bytes come from.
 pub enum DataSource<'a> {
@@ -89,20 +102,52 @@ impl Stage<'_> {
         Ok(())
     }
 
+    /// Writes the gathered bytes, leaving whole zero pages as holes (the
+    /// output is a new, empty file, so a hole reads as the zeros it stands
+    /// for): sparse outputs, and no I/O for the zero sectors of a block.
     fn flush(&mut self) -> Result<()> {
+        const PAGE: usize = 4096;
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.file.write_all_at(&self.buf, self.start).map_err(|e| {
-            Error::io(
-                self.path,
-                format!("write {} bytes at {:#x}", self.buf.len(), self.start),
-                e,
-            )
-        })?;
+        let mut run: Option<usize> = None;
+        let mut at = 0usize;
+        // Page boundaries of the file, not of the buffer.
+        let misalign = usize::try_from(self.start % PAGE as u64).unwrap_or(0);
+        let mut next = (PAGE - misalign).min(self.buf.len());
+        while at < self.buf.len() {
+            let page = &self.buf[at..next];
+            let zero = zero::is_zero(page);
+            match (zero, run) {
+                (false, None) => run = Some(at),
+                (true, Some(from)) => {
+                    self.write_run(from, at)?;
+                    run = None;
+                }
+                _ => {}
+            }
+            at = next;
+            next = (next + PAGE).min(self.buf.len());
+        }
+        if let Some(from) = run {
+            self.write_run(from, self.buf.len())?;
+        }
         self.start += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
+    }
+
+    fn write_run(&self, from: usize, to: usize) -> Result<()> {
+        let at = self.start + from as u64;
+        self.file
+            .write_all_at(&self.buf[from..to], at)
+            .map_err(|e| {
+                Error::io(
+                    self.path,
+                    format!("write {} bytes at {at:#x}", to - from),
+                    e,
+                )
+            })
     }
 }
 
