@@ -1,5 +1,6 @@
-//! A read-only input file, memory-mapped. The only place vhdkit maps files,
-//! and so the only `unsafe` in the crate.
+//! A read-only input file, memory-mapped. The only place vhdkit maps files
+//! (its `unsafe` is the map and the page release; the other `unsafe` in the
+//! crate is `bench::measure`'s wait4/getrusage).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
