@@ -29,6 +29,11 @@ pub use plan::{Piece, Plan};
 /// Zeros fed to the digests for holes and padding.
 static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
 
+/// `len` zero bytes (at most 1 MiB) from a static buffer.
+pub fn zeros(len: usize) -> &'static [u8] {
+    &ZEROS[..len.min(ZEROS.len())]
+}
+
 /// Set by SIGINT/SIGTERM (see [`stop_on_interrupt`]) to stop a run; the
 /// output's temporary file is then removed and nothing reaches the target.
 pub static INTERRUPTED: std::sync::LazyLock<Arc<AtomicBool>> =
