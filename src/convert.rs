@@ -286,11 +286,10 @@ pub fn compact(
         // Keep this disk's own sectors and bitmaps; drop blocks that defer
         // every sector to the parent.
         let mut blocks = Vec::new();
-        for (i, e) in bat.entries.iter().enumerate() {
+        for i in 0..bat.entries.len() {
             let Some(sector) = bat.sector(i) else {
                 continue;
             };
-            let _ = e;
             let start = u64::from(sector) * 512;
             let bitmap = source.slice(start, bitmap_len, "sector bitmap")?;
             if bitmap.iter().all(|&b| b == 0) {

@@ -11,7 +11,7 @@ use crate::format::footer::{
 use crate::format::header::{HEADER_DATA_OFFSET, HEADER_SIZE_U64, HEADER_VERSION, LOCATORS_OFFSET};
 use crate::format::image::{DynamicParts, TailFooter};
 use crate::format::{
-    checksum, geometry::MAX_GEOMETRY, Batmap, DiskType, Footer, Geometry, Layout, PlatformCode,
+    geometry::MAX_GEOMETRY, Batmap, DiskType, Footer, Geometry, Layout, PlatformCode,
     MAX_VIRTUAL_SIZE, SECTOR_SIZE, VHD_EPOCH_UNIX,
 };
 
@@ -590,7 +590,6 @@ fn check_locators(
                 format!("locator {i} ({}) data offset: found {start:#x}, expected a sector-aligned offset after the footer copy", code.name()),
             );
         }
-        let region_end = start.saturating_add(length.max(space.min(length.max(512))));
         if start.saturating_add(length) > end.offset {
             f.error(
                 "LOCATOR_OUTSIDE",
@@ -613,12 +612,11 @@ fn check_locators(
         {
             usable += 1;
         }
+        // The whole reserved space belongs to the locator, not just its data.
         regions.push(Region {
             start,
-            end: start
-                .saturating_add(length)
-                .max(region_end.min(start.saturating_add(length))),
-            what: format!("locator {i} data"),
+            end: start.saturating_add(length.max(space)),
+            what: format!("locator {i} data space"),
         });
     }
     if differencing && usable == 0 {
@@ -727,7 +725,6 @@ fn check_blocks(
     let span = bitmap_len + bs;
     let end = End::of(layout);
     let needed = layout.footer.current_size.div_ceil(bs);
-    let metadata_end = regions.iter().map(|r| r.end).max().unwrap_or(0);
     let mut blocks: Vec<(u64, usize)> = Vec::with_capacity(bat.allocated_count());
     let mut reported_outside = 0;
     for (i, &sector) in bat.entries.iter().enumerate() {
@@ -774,7 +771,6 @@ fn check_blocks(
             );
             continue;
         }
-        let _ = metadata_end;
         blocks.push((start, i));
     }
     if reported_outside > 8 {
@@ -857,5 +853,4 @@ fn check_blocks(
             ),
         );
     }
-    let _ = checksum;
 }
