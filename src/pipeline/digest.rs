@@ -2,14 +2,19 @@
 //! (`checksum`), SHA-512 (`os_hash_value`) and CRC32. Each algorithm runs on
 //! its own thread and consumes the same chunks in order; MD5 is serial and
 //! sets the pace, everything else hides behind it.
+//!
+//! MD5 and SHA-512 come from OpenSSL (libcrypto): measured on this project's
+//! machine it hashes MD5 at 0.75 GB/s and SHA-512 at 0.84 GB/s per core,
+//! against 0.64 and 0.51 GB/s for the `md-5` and `sha2` crates. With the
+//! crates SHA-512 was slower than MD5 and so set the pace of every command
+//! that needs both (Glance's `checksum` and `os_hash_value`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
-use md5::{Digest as _, Md5};
+use openssl::hash::{Hasher as SslHasher, MessageDigest};
 use serde::Serialize;
-use sha2::Sha512;
 
 /// A digest algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,30 +90,44 @@ fn hex(bytes: &[u8]) -> String {
 
 /// One running hash.
 enum Hasher {
-    Md5(Box<Md5>),
-    Sha512(Box<Sha512>),
+    /// MD5 or SHA-512 (OpenSSL); the algorithm is remembered for the result.
+    Ssl(Algo, SslHasher),
     Crc32(crc32fast::Hasher),
 }
 
 impl Hasher {
     fn new(a: Algo) -> Hasher {
+        let ssl = |md: MessageDigest| {
+            // Creating a hasher for a built-in digest fails only if libcrypto
+            // cannot allocate; that is not recoverable here.
+            SslHasher::new(md).unwrap_or_else(|e| panic!("OpenSSL {} hasher: {e}", a.name()))
+        };
         match a {
-            Algo::Md5 => Hasher::Md5(Box::default()),
-            Algo::Sha512 => Hasher::Sha512(Box::default()),
+            Algo::Md5 => Hasher::Ssl(a, ssl(MessageDigest::md5())),
+            Algo::Sha512 => Hasher::Ssl(a, ssl(MessageDigest::sha512())),
             Algo::Crc32 => Hasher::Crc32(crc32fast::Hasher::new()),
         }
     }
     fn update(&mut self, data: &[u8]) {
         match self {
-            Hasher::Md5(h) => h.update(data),
-            Hasher::Sha512(h) => h.update(data),
+            Hasher::Ssl(a, h) => h
+                .update(data)
+                .unwrap_or_else(|e| panic!("OpenSSL {} update: {e}", a.name())),
             Hasher::Crc32(h) => h.update(data),
         }
     }
     fn finish(self, out: &mut Digests) {
         match self {
-            Hasher::Md5(h) => out.md5 = Some(hex(&h.finalize())),
-            Hasher::Sha512(h) => out.sha512 = Some(hex(&h.finalize())),
+            Hasher::Ssl(a, mut h) => {
+                let value = h
+                    .finish()
+                    .map(|d| hex(&d))
+                    .unwrap_or_else(|e| panic!("OpenSSL {} finish: {e}", a.name()));
+                match a {
+                    Algo::Md5 => out.md5 = Some(value),
+                    _ => out.sha512 = Some(value),
+                }
+            }
             Hasher::Crc32(h) => out.crc32 = Some(format!("{:08x}", h.finalize())),
         }
     }
