@@ -202,7 +202,7 @@ pub fn write_disk(
         &plan,
         &DataSource::Disk(disk),
         out.file(),
-        out.temp_path(),
+        out.target(),
         &opts.digests,
         progress,
     )?;
@@ -313,7 +313,7 @@ pub fn compact(
             &plan,
             &DataSource::File(&source),
             out.file(),
-            out.temp_path(),
+            out.target(),
             digests,
             progress,
         )?;
@@ -329,7 +329,7 @@ pub fn compact(
             &plan,
             &DataSource::Disk(disk.as_ref()),
             out.file(),
-            out.temp_path(),
+            out.target(),
             digests,
             progress,
         )?;

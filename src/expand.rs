@@ -564,7 +564,7 @@ fn write_child(
         &plan,
         &DataSource::Disk(&view),
         out.file(),
-        out.temp_path(),
+        out.target(),
         &[],
         progress,
     )?;

@@ -166,10 +166,10 @@ pub fn repair(input: &Path, output: &Path) -> Result<Repair> {
     };
     let keep_len = usize::try_from(keep).map_err(|_| Error::Usage("file too large".into()))?;
     write_sparse(out.file_mut(), &bytes[..keep_len])
-        .map_err(|e| Error::io(out.temp_path(), "write", e))?;
+        .map_err(|e| Error::io(out.target(), "write", e))?;
     out.file()
         .write_all_at(&patch.1, patch.0)
-        .map_err(|e| Error::io(out.temp_path(), "write footer", e))?;
+        .map_err(|e| Error::io(out.target(), "write footer", e))?;
     out.commit()?;
     let after = check::check_path(output, &check::Options::default())?;
     if let Some(bad) = after

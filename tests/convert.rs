@@ -491,3 +491,51 @@ mod sparse_layouts {
         }
     }
 }
+
+/// A real full filesystem: a loop-mounted 8 MiB ext4 (root only; skipped
+/// elsewhere). The write fails with ENOSPC, the message says so, and nothing
+/// is left behind.
+#[test]
+fn enospc_mid_write_removes_the_temporary_file() {
+    struct Mount(PathBuf);
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("small.img");
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let made = Command::new("mkfs.ext4")
+        .args(["-q", "-F", p(&img)])
+        .output();
+    let mounted = made.is_ok_and(|o| o.status.success())
+        && Command::new("mount")
+            .args(["-o", "loop", p(&img), p(&mnt)])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("cannot loop-mount here: skipping the ENOSPC test");
+        return;
+    }
+    let _guard = Mount(mnt.clone());
+    let raw = raw_with(dir.path(), "big.raw", 32 << 20, &[(0, 32 << 20)]);
+    let out = mnt.join("out.vhd");
+    let r = vhdkit(&["convert", p(&raw), p(&out), "--to", "dynamic", "-q"]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("out.vhd") && err.contains("removed"), "{err}");
+    let left: Vec<String> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lost+found")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

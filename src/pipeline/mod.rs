@@ -158,7 +158,10 @@ impl Stage<'_> {
             .map_err(|e| {
                 Error::io(
                     self.path,
-                    format!("write {} bytes at {at:#x}", to - from),
+                    format!(
+                        "write {} bytes at {at:#x} (the partial output was removed)",
+                        to - from
+                    ),
                     e,
                 )
             })
