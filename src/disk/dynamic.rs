@@ -87,9 +87,15 @@ impl DynamicDisk {
             });
         }
         if seen.len() >= MAX_CHAIN_DEPTH {
+            // Name the leaf the user opened, and the link where the limit hit.
+            let leaf = seen.first().cloned().unwrap_or_else(|| path.clone());
             return Err(Error::Parent {
-                path,
-                what: format!("differencing chain deeper than {MAX_CHAIN_DEPTH} links"),
+                path: leaf,
+                what: format!(
+                    "differencing chain deeper than {MAX_CHAIN_DEPTH} links (link {} is {})",
+                    seen.len() + 1,
+                    path.display()
+                ),
             });
         }
         seen.push(canonical);
