@@ -7,22 +7,19 @@
 //! - [`check`]: findings with stable codes;
 //! - [`pipeline`]: plan as data, then a parallel run with one-pass digests;
 //! - [`partition`] and [`fs`]: growing tables and filesystems;
-//! - the commands: [`info`], [`repair`], [`convert`] (convert, compact, checksum).
+//! - [`commands`]: `info`, `repair`, `convert` (convert, compact, checksum),
+//!   `expand`, `preflight`, `bench`, re-exported here.
 #![deny(unsafe_code)]
 
-pub mod bench;
 pub mod check;
-pub mod convert;
+pub mod commands;
 pub mod disk;
 pub mod error;
-pub mod expand;
 pub mod format;
 pub mod fs;
-pub mod info;
 pub mod output;
 pub mod partition;
 pub mod pipeline;
-pub mod preflight;
-pub mod repair;
 
+pub use commands::{bench, convert, expand, info, preflight, repair};
 pub use error::{Error, Result};
