@@ -109,6 +109,16 @@ impl Case {
     }
 }
 
+/// `sgdisk -v` finds no problem in the table.
+fn sgdisk_verifies(raw: &Path) {
+    let v = Command::new("sgdisk")
+        .args(["-v", p(raw)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(text.contains("No problems found"), "{text}");
+}
+
 fn sfdisk_json(raw: &Path) -> serde_json::Value {
     let o = Command::new("sfdisk")
         .args(["--json", p(raw)])
@@ -238,12 +248,7 @@ fn gpt_fat32_grows_with_backup_moved() {
     }
     let c = Case::new();
     let (raw, _) = c.expand_raw("gpt-fat32", "300M", &[]);
-    let v = Command::new("sgdisk")
-        .args(["-v", p(&raw)])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&v.stdout);
-    assert!(text.contains("No problems found"), "{text}");
+    sgdisk_verifies(&raw);
     let t = sfdisk_json(&raw);
     let part = &t["partitiontable"]["partitions"][0];
     let lastlba = t["partitiontable"]["lastlba"].as_u64().unwrap();
@@ -465,6 +470,18 @@ fn ext_files_match(img: &Path) {
     }
 }
 
+/// Where the filesystem lies, in bytes, per the report's partition 1 (or
+/// the whole disk when there is no table).
+fn fs_region(report: &serde_json::Value, partitions: &str, disk_size: &str) -> (u64, u64) {
+    match report[partitions].as_array().and_then(|a| a.first()) {
+        Some(part) => (
+            part["start_lba"].as_u64().unwrap() * 512,
+            part["size_sectors"].as_u64().unwrap() * 512,
+        ),
+        None => (0, report[disk_size].as_u64().unwrap()),
+    }
+}
+
 /// Expands `disk` to `size`, then checks the grown filesystem against
 /// resize2fs run on a copy of the original grown to the same size.
 fn ext_case(disk: &str, size: &str, same_free_blocks: bool) {
@@ -474,16 +491,7 @@ fn ext_case(disk: &str, size: &str, same_free_blocks: bool) {
     let c = Case::new();
     let (raw, report) = c.expand_raw(disk, size, &[]);
     assert_eq!(report["verdict"]["grown"], true, "{report}");
-    let (start, len) = match report["partitions_after"]
-        .as_array()
-        .and_then(|a| a.first())
-    {
-        Some(part) => (
-            part["start_lba"].as_u64().unwrap() * 512,
-            part["size_sectors"].as_u64().unwrap() * 512,
-        ),
-        None => (0, report["new_size"].as_u64().unwrap()),
-    };
+    let (start, len) = fs_region(&report, "partitions_after", "new_size");
     // Ours.
     let ours = c.path("ours.img");
     extract(&raw, start, len, &ours);
@@ -493,16 +501,7 @@ fn ext_case(disk: &str, size: &str, same_free_blocks: bool) {
     ext_files_match(&ours);
     // resize2fs on a copy of the original filesystem, grown to the same size.
     let orig = disks().join(format!("{disk}.raw"));
-    let (ostart, olen) = match report["partitions_before"]
-        .as_array()
-        .and_then(|a| a.first())
-    {
-        Some(part) => (
-            part["start_lba"].as_u64().unwrap() * 512,
-            part["size_sectors"].as_u64().unwrap() * 512,
-        ),
-        None => (0, report["old_size"].as_u64().unwrap()),
-    };
+    let (ostart, olen) = fs_region(&report, "partitions_before", "old_size");
     let theirs = c.path("theirs.img");
     extract(&orig, ostart, olen, &theirs);
     let f = std::fs::OpenOptions::new()
@@ -606,12 +605,7 @@ fn gpt_ext4_table_is_valid_after_growth() {
     }
     let c = Case::new();
     let (raw, _) = c.expand_raw("gpt-ext4", "1G", &[]);
-    let v = Command::new("sgdisk")
-        .args(["-v", p(&raw)])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&v.stdout);
-    assert!(text.contains("No problems found"), "{text}");
+    sgdisk_verifies(&raw);
     let t = sfdisk_json(&raw);
     let part = &t["partitiontable"]["partitions"][0];
     assert_eq!(part["name"], "root");

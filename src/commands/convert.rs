@@ -72,6 +72,31 @@ pub struct Report {
     pub digests: Digests,
 }
 
+impl Report {
+    /// The report of a plan that was written.
+    pub fn new(
+        input: &Path,
+        output: &Path,
+        input_kind: Kind,
+        output_kind: &str,
+        plan: &plan::Plan,
+        digests: Digests,
+    ) -> Report {
+        Report {
+            input: input.to_path_buf(),
+            output: output.to_path_buf(),
+            input_kind,
+            output_kind: output_kind.to_string(),
+            virtual_size: plan.size_bytes,
+            file_size: plan.file_size,
+            block_size: plan.block_size,
+            data_blocks: plan.data_blocks,
+            zero_blocks: plan.zero_blocks,
+            digests,
+        }
+    }
+}
+
 /// Parses a size with an optional binary suffix: `512`, `64K`, `1M`, `2G`, `1T`.
 pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     let t = text.trim();
@@ -207,23 +232,19 @@ pub fn write_disk(
         progress,
     )?;
     out.commit()?;
-    Ok(Report {
-        input: input.to_path_buf(),
-        output: output.to_path_buf(),
-        input_kind: disk.kind(),
-        output_kind: match opts.to {
-            Target::Fixed => "fixed",
-            Target::Dynamic => "dynamic",
-            Target::Raw => "raw",
-        }
-        .into(),
-        virtual_size: size,
-        file_size: plan.file_size,
-        block_size: plan.block_size,
-        data_blocks: plan.data_blocks,
-        zero_blocks: plan.zero_blocks,
+    let output_kind = match opts.to {
+        Target::Fixed => "fixed",
+        Target::Dynamic => "dynamic",
+        Target::Raw => "raw",
+    };
+    Ok(Report::new(
+        input,
+        output,
+        disk.kind(),
+        output_kind,
+        &plan,
         digests,
-    })
+    ))
 }
 
 /// The data blocks of a dynamic output read from `disk`.
@@ -336,18 +357,14 @@ pub fn compact(
         (plan, Kind::Dynamic, d)
     };
     out.commit()?;
-    Ok(Report {
-        input: input.to_path_buf(),
-        output: output.to_path_buf(),
-        input_kind: report_kind,
-        output_kind: report_kind.name().into(),
-        virtual_size: footer.current_size,
-        file_size: plan.file_size,
-        block_size: plan.block_size,
-        data_blocks: plan.data_blocks,
-        zero_blocks: plan.zero_blocks,
+    Ok(Report::new(
+        input,
+        output,
+        report_kind,
+        report_kind.name(),
+        &plan,
         digests,
-    })
+    ))
 }
 
 /// The locators of `header` with their data, in order.

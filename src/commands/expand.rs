@@ -569,18 +569,14 @@ fn write_child(
         progress,
     )?;
     out.commit()?;
-    Ok(convert::Report {
-        input: input.to_path_buf(),
-        output: output.to_path_buf(),
-        input_kind: o.base().kind(),
-        output_kind: "differencing".into(),
-        virtual_size: size,
-        file_size: plan.file_size,
-        block_size: plan.block_size,
-        data_blocks: plan.data_blocks,
-        zero_blocks: plan.zero_blocks,
+    Ok(convert::Report::new(
+        input,
+        output,
+        o.base().kind(),
+        "differencing",
+        &plan,
         digests,
-    })
+    ))
 }
 
 impl ExpandReport {
