@@ -31,7 +31,7 @@ use vhdkit::bench::{comparison_table, Quiet};
 
 fn env_size(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
-        Ok(v) => vhdkit::convert::parse_size(&v).unwrap_or_else(|e| panic!("{name}: {e}")),
+        Ok(v) => vhdkit::writer::parse_size(&v).unwrap_or_else(|e| panic!("{name}: {e}")),
         Err(_) => default,
     }
 }

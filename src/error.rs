@@ -1,6 +1,25 @@
-//! The library's one error type: a stable family (Io, Corrupt, Unsupported,
-//! Parent, Usage) plus the context the layer that knows it adds: the file,
-//! the structure, the field, the offset and the values.
+//! The library's one error type. Each variant is a kind a caller acts on,
+//! with the context the layer that knows it adds (the file, the structure,
+//! the field, the offset, the values):
+//!
+//! | kind | variant | exit status |
+//! |---|---|---|
+//! | `io` | [`Error::Io`]: an operating-system call failed | 2 |
+//! | `corrupt` | [`Error::Corrupt`]: a structure is damaged | 2 |
+//! | `unsupported` | [`Error::Unsupported`]: valid, but not handled | 2 |
+//! | `not_vhd` | [`Error::NotVhd`]: not a VHD at all | 2 |
+//! | `parent` | [`Error::Parent`]: a differencing parent is missing or wrong | 2 |
+//! | `usage` | [`Error::Usage`]: the arguments do not make sense | 2 |
+//! | `interrupted` | [`Error::Interrupted`]: SIGINT or SIGTERM | 130 |
+//! | `check` | [`Error::Check`]: the input has errors `check` reports; refused | 1 |
+//! | `refused` | [`Error::Refused`]: a rule refuses the operation | 1 |
+//!
+//! The layers below keep their own small error enums where the context is
+//! theirs (`format::FormatError`, `partition::PartError`, `fs::fat::FatError`,
+//! `fs::ext::FsError`); each converts into this one the same way, through
+//! [`Error::from_part`], [`Error::from_fat`] and [`Error::from_ext`]: I/O
+//! stays I/O, corrupt stays corrupt, and only what is a rule's refusal
+//! becomes [`Error::Refused`].
 
 use std::path::{Path, PathBuf};
 
@@ -9,11 +28,20 @@ use crate::format::FormatError;
 /// Result with the library's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// `path: ` for a message, or nothing when the error is about no file.
+fn at(path: &Path) -> String {
+    if path.as_os_str().is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", path.display())
+    }
+}
+
 /// Everything that can go wrong in vhdkit.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An operating-system call failed.
-    #[error("{}: {op}: {source}", path.display())]
+    #[error("{}{op}: {source}", at(path))]
     Io {
         path: PathBuf,
         op: String,
@@ -21,36 +49,54 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A structure is damaged.
-    #[error("{}: {source}", path.display())]
+    #[error("{}{source}", at(path))]
     Corrupt {
         path: PathBuf,
         #[source]
         source: FormatError,
     },
-    /// The file is valid but uses something vhdkit does not handle.
-    #[error("{}: not supported: {what}", path.display())]
+    /// The file is valid but uses something vhdkit does not handle, or a
+    /// result would exceed a format's limit.
+    #[error("{}not supported: {what}", at(path))]
     Unsupported { path: PathBuf, what: String },
     /// The file is not a VHD at all.
-    #[error("{}: {detail}", path.display())]
+    #[error("{}{detail}", at(path))]
     NotVhd { path: PathBuf, detail: String },
     /// A differencing disk's parent could not be found or does not match.
-    #[error("{}: {what}", path.display())]
+    #[error("{}{what}", at(path))]
     Parent { path: PathBuf, what: String },
     /// The image has errors `check` reports; the operation refuses it.
-    #[error("{}: {} error(s) found; first: {first}", path.display(), count)]
+    #[error("{}{} error(s) found; first: {first}", at(path), count)]
     Check {
         path: PathBuf,
         count: usize,
         first: String,
     },
-    /// The operation is refused for a reason the user must act on (Nova's
-    /// preconditions, a filesystem that cannot be grown, shrinking).
-    #[error("{}: refused: {reason}", path.display())]
-    Refused { path: PathBuf, reason: String },
+    /// The operation is refused by a rule the user must act on (Nova's
+    /// preconditions, a filesystem that cannot be grown, shrinking). `code`
+    /// is stable, for scripts.
+    #[error("{}refused: {reason}", at(path))]
+    Refused {
+        path: PathBuf,
+        code: &'static str,
+        reason: String,
+    },
     /// The arguments do not make sense.
     #[error("{0}")]
     Usage(String),
+    /// SIGINT or SIGTERM stopped the run; nothing was written.
+    #[error("interrupted; nothing was written")]
+    Interrupted,
 }
+
+/// Exit status: done, nothing wrong.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: problems found, or refused by a rule.
+pub const EXIT_PROBLEMS: u8 = 1;
+/// Exit status: could not run.
+pub const EXIT_FAILED: u8 = 2;
+/// Exit status: interrupted by a signal (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 impl Error {
     /// An I/O error with the file and the operation.
@@ -70,7 +116,73 @@ impl Error {
         }
     }
 
-    /// The stable family name, for JSON and exit codes.
+    /// Something vhdkit does not handle, in `path`.
+    pub fn unsupported(path: &Path, what: impl Into<String>) -> Error {
+        Error::Unsupported {
+            path: path.to_path_buf(),
+            what: what.into(),
+        }
+    }
+
+    /// A rule refuses the operation on `path`.
+    pub fn refused(path: &Path, code: &'static str, reason: impl Into<String>) -> Error {
+        Error::Refused {
+            path: path.to_path_buf(),
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    /// A partition-table error on the disk read from `path`.
+    pub fn from_part(path: &Path, e: crate::partition::PartError) -> Error {
+        use crate::partition::PartError;
+        match e {
+            PartError::Io {
+                operation,
+                offset,
+                source,
+            } => Error::io(
+                path,
+                format!("partition table: {operation} at {offset:#x}"),
+                source,
+            ),
+            PartError::Corrupt(f) => Error::corrupt(path, f),
+            other => Error::refused(path, "PARTITION", other.to_string()),
+        }
+    }
+
+    /// A FAT filesystem error on the disk read from `path`.
+    pub fn from_fat(path: &Path, e: crate::fs::fat::FatError) -> Error {
+        use crate::fs::fat::FatError;
+        match e {
+            FatError::Io {
+                operation,
+                offset,
+                source,
+            } => Error::io(
+                path,
+                format!("FAT filesystem: {operation} at {offset:#x}"),
+                source,
+            ),
+            other => Error::refused(path, "FILESYSTEM", format!("FAT filesystem: {other}")),
+        }
+    }
+
+    /// An ext2/3/4 filesystem error on the disk read from `path`; `what`
+    /// names the filesystem and where it is.
+    pub fn from_ext(path: &Path, what: &str, e: crate::fs::ext::FsError) -> Error {
+        use crate::fs::ext::FsError;
+        match e {
+            FsError::Io {
+                operation,
+                offset,
+                source,
+            } => Error::io(path, format!("{what}: {operation} at {offset:#x}"), source),
+            other => Error::refused(path, "FILESYSTEM", format!("{what}: {other}")),
+        }
+    }
+
+    /// The stable kind name, for JSON.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Io { .. } => "io",
@@ -81,6 +193,41 @@ impl Error {
             Error::Check { .. } => "check",
             Error::Refused { .. } => "refused",
             Error::Usage(_) => "usage",
+            Error::Interrupted => "interrupted",
+        }
+    }
+
+    /// The file the error is about, when there is one.
+    pub fn path(&self) -> Option<&Path> {
+        let p = match self {
+            Error::Io { path, .. }
+            | Error::Corrupt { path, .. }
+            | Error::Unsupported { path, .. }
+            | Error::NotVhd { path, .. }
+            | Error::Parent { path, .. }
+            | Error::Check { path, .. }
+            | Error::Refused { path, .. } => path.as_path(),
+            Error::Usage(_) | Error::Interrupted => return None,
+        };
+        (!p.as_os_str().is_empty()).then_some(p)
+    }
+
+    /// The stable code of a refusal: the rule's code, or `CHECK_ERRORS`
+    /// for a damaged input; `None` when the command could not run.
+    pub fn refusal_code(&self) -> Option<&'static str> {
+        match self {
+            Error::Refused { code, .. } => Some(code),
+            Error::Check { .. } => Some("CHECK_ERRORS"),
+            _ => None,
+        }
+    }
+
+    /// The exit status this error ends the program with.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            Error::Check { .. } | Error::Refused { .. } => EXIT_PROBLEMS,
+            Error::Interrupted => EXIT_INTERRUPTED,
+            _ => EXIT_FAILED,
         }
     }
 }

@@ -139,7 +139,7 @@ fn check_footer(f: &mut Findings<'_>, footer: &Footer, at: u64, _bytes: &[u8], o
             format!(
                 "footer timestamp {} ({}) is in the future",
                 footer.time_stamp,
-                crate::info::rfc3339(footer.time_stamp)
+                crate::format::time::rfc3339(footer.time_stamp)
             ),
         );
     }

@@ -1,9 +1,18 @@
-//! The commands, each built on the layers below it: `info`, `repair`,
-//! `convert` (with `compact` and `checksum`), `expand`, `preflight` and
-//! `bench`. The binary parses arguments, calls one of these and prints.
-//! They are re-exported at the crate root (`vhdkit::convert`, ...).
+//! The commands: one leaf module per subcommand (`info`, `check`, `repair`,
+//! `convert`, `compact`, `checksum`, `expand`, `preflight`, `bench`). No
+//! command imports another; what two share lives in a layer below
+//! (`writer`, `grow`, `cloud`, `report`).
+//!
+//! Each module has the same shape: an `Args` struct (`clap::Args`, its
+//! flags documented once, for `--help` and README), a library function
+//! doing the work and returning a report that derives `Serialize`, a text
+//! renderer of that same report, and `run(args) -> Result<Outcome>` which
+//! ties them and picks the exit status. The binary parses and dispatches.
 
 pub mod bench;
+pub mod check;
+pub mod checksum;
+pub mod compact;
 pub mod convert;
 pub mod expand;
 pub mod info;

@@ -13,7 +13,8 @@ use crate::check::{self, Finding, Severity};
 use crate::disk::Source;
 use crate::format::image::TailFooter;
 use crate::format::{Footer, Layout, FOOTER_SIZE};
-use crate::output::Output;
+use crate::report::{Outcome, OutputArgs};
+use crate::writer::Output;
 use crate::{Error, Result};
 
 /// Codes `repair` knows how to fix.
@@ -106,8 +107,14 @@ fn decide(layout: &Layout) -> Option<Fix> {
     }
 }
 
-/// Writes a repaired copy of `input` to `output`.
+/// Writes a repaired copy of `input` to `output`, synced.
 pub fn repair(input: &Path, output: &Path) -> Result<Repair> {
+    repair_with(input, output, false)
+}
+
+/// Writes a repaired copy of `input` to `output`; `no_sync` renames it
+/// into place without fsync.
+pub fn repair_with(input: &Path, output: &Path, no_sync: bool) -> Result<Repair> {
     let report = check::check_path(input, &check::Options::default())?;
     let errors: Vec<&Finding> = report.errors().collect();
     if errors.is_empty() {
@@ -145,7 +152,7 @@ pub fn repair(input: &Path, output: &Path) -> Result<Repair> {
             ),
         });
     };
-    let mut out = Output::create(output, &[input])?;
+    let mut out = Output::create(output, &[input])?.no_sync(no_sync);
     let bytes = source.bytes();
     let (action, keep, patch): (String, u64, (u64, [u8; FOOTER_SIZE])) = match &fix {
         Fix::TailFromHead { footer, at } => (
@@ -206,4 +213,29 @@ pub fn write_sparse(file: &mut std::fs::File, data: &[u8]) -> std::io::Result<()
     }
     file.set_len(data.len() as u64)?;
     file.flush()
+}
+
+/// Write a repaired copy when the damage is recoverable without guessing
+/// (a footer restored from its valid copy). IMAGE is never modified.
+///
+/// Exit status: 0 repaired, 1 damage that cannot be repaired without
+/// guessing (nothing written), 2 could not run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The damaged VHD (read only).
+    pub image: std::path::PathBuf,
+    /// Where to write the repaired copy.
+    pub out: std::path::PathBuf,
+    /// Rename OUT into place without fsync (see README: Durability).
+    #[arg(long)]
+    pub no_sync: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `vhdkit repair`.
+pub fn run(args: Args) -> Result<Outcome> {
+    let r = repair_with(&args.image, &args.out, args.no_sync)?;
+    let out = args.out.display().to_string();
+    Outcome::ok(&r, |r| format!("{out}: {}\n", r.action))
 }

@@ -13,6 +13,7 @@ pub mod footer;
 pub mod geometry;
 pub mod header;
 pub mod image;
+pub mod time;
 
 pub use bat::{Bat, BAT_UNUSED};
 pub use batmap::{Batmap, BATMAP_COOKIE};

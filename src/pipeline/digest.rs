@@ -8,13 +8,24 @@
 //! against 0.64 and 0.51 GB/s for the `md-5` and `sha2` crates. With the
 //! crates SHA-512 was slower than MD5 and so set the pace of every command
 //! that needs both (Glance's `checksum` and `os_hash_value`).
+//!
+//! This is the one digest engine: the conversion pipeline, `checksum`,
+//! `preflight` (whole-file digests and Swift's per-segment MD5s, from the
+//! same chunks) and the tarball writer all feed a [`DigestSink`]; a file is
+//! digested by [`digest_source`], a reader by [`DigestReader`], a writer's
+//! output by [`DigestWriter`]. One MD5 (OpenSSL), one [`hex`].
 
+use std::io::{Read, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 
 use openssl::hash::{Hasher as SslHasher, MessageDigest};
 use serde::Serialize;
+
+use crate::disk::Source;
+use crate::{Error, Result};
 
 /// A digest algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -78,7 +89,8 @@ pub struct Digests {
     pub size: u64,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes
         .iter()
@@ -149,25 +161,81 @@ impl Chunk<'_> {
     }
 }
 
+/// What one digest thread hands back.
+enum Done {
+    Hash(Hasher),
+    /// The MD5 of each `segment_size` piece, in order (Swift's ETags).
+    Segments(Vec<String>),
+}
+
 /// Digests fed chunk by chunk from one thread, computed on one thread per
-/// algorithm (inside a `std::thread::scope`).
+/// algorithm (inside a `std::thread::scope`), plus optionally the MD5 of
+/// each fixed-size segment of the same stream.
 pub struct DigestSink<'a> {
     senders: Vec<SyncSender<Chunk<'a>>>,
-    /// Bytes each algorithm has finished with, for releasing mapped pages.
+    /// Bytes each thread has finished with, for releasing mapped pages.
     progress: Vec<Arc<AtomicU64>>,
-    handles: Vec<std::thread::ScopedJoinHandle<'a, Hasher>>,
+    handles: Vec<std::thread::ScopedJoinHandle<'a, Done>>,
     size: u64,
 }
 
 /// Chunks queued per algorithm before the feeder waits.
 const QUEUE_DEPTH: usize = 8;
 
+/// MD5 of each `segment_size` piece of the chunks received.
+fn segment_md5s<'a>(rx: Receiver<Chunk<'a>>, segment_size: u64, done: &AtomicU64) -> Vec<String> {
+    let mut etags = Vec::new();
+    let mut md5 = Hasher::new(Algo::Md5);
+    let mut filled = 0u64;
+    let finish = |h: Hasher, etags: &mut Vec<String>| {
+        let mut d = Digests::default();
+        h.finish(&mut d);
+        etags.extend(d.md5);
+    };
+    for chunk in rx {
+        let mut b = chunk.bytes();
+        let n = b.len() as u64;
+        while !b.is_empty() {
+            let room = usize::try_from(segment_size - filled).unwrap_or(usize::MAX);
+            let take = room.min(b.len());
+            md5.update(&b[..take]);
+            filled += take as u64;
+            b = &b[take..];
+            if filled == segment_size {
+                finish(
+                    std::mem::replace(&mut md5, Hasher::new(Algo::Md5)),
+                    &mut etags,
+                );
+                filled = 0;
+            }
+        }
+        done.fetch_add(n, Ordering::Release);
+    }
+    if filled > 0 {
+        finish(md5, &mut etags);
+    }
+    etags
+}
+
 impl<'a> DigestSink<'a> {
     /// Starts one thread per algorithm in `scope`.
     pub fn start<'env>(scope: &'a std::thread::Scope<'a, 'env>, algos: &[Algo]) -> DigestSink<'a> {
-        let mut senders = Vec::new();
-        let mut progress = Vec::new();
-        let mut handles = Vec::new();
+        DigestSink::start_segmented(scope, algos, None)
+    }
+
+    /// Starts one thread per algorithm and, with `segment_size`, one more
+    /// for the per-segment MD5s (see [`DigestSink::finish_segmented`]).
+    pub fn start_segmented<'env>(
+        scope: &'a std::thread::Scope<'a, 'env>,
+        algos: &[Algo],
+        segment_size: Option<u64>,
+    ) -> DigestSink<'a> {
+        let mut sink = DigestSink {
+            senders: Vec::new(),
+            progress: Vec::new(),
+            handles: Vec::new(),
+            size: 0,
+        };
         for &a in algos {
             let (tx, rx): (SyncSender<Chunk<'a>>, Receiver<Chunk<'a>>) = sync_channel(QUEUE_DEPTH);
             let done = Arc::new(AtomicU64::new(0));
@@ -179,23 +247,22 @@ impl<'a> DigestSink<'a> {
                     hasher.update(b);
                     done2.fetch_add(b.len() as u64, Ordering::Release);
                 }
-                hasher
+                Done::Hash(hasher)
             });
-            senders.push(tx);
-            progress.push(done);
-            handles.push(h);
+            sink.senders.push(tx);
+            sink.progress.push(done);
+            sink.handles.push(h);
         }
-        DigestSink {
-            senders,
-            progress,
-            handles,
-            size: 0,
+        if let Some(size) = segment_size.filter(|&s| s > 0) {
+            let (tx, rx) = sync_channel(QUEUE_DEPTH);
+            let done = Arc::new(AtomicU64::new(0));
+            let done2 = Arc::clone(&done);
+            let h = scope.spawn(move || Done::Segments(segment_md5s(rx, size, &done2)));
+            sink.senders.push(tx);
+            sink.progress.push(done);
+            sink.handles.push(h);
         }
-    }
-
-    /// Whether any digest is being computed.
-    pub fn is_active(&self) -> bool {
-        !self.senders.is_empty()
+        sink
     }
 
     /// Feeds the next chunk of the stream.
@@ -207,7 +274,7 @@ impl<'a> DigestSink<'a> {
         }
     }
 
-    /// Bytes every algorithm has consumed (everything if there are none).
+    /// Bytes every thread has consumed (everything if there are none).
     pub fn consumed(&self) -> u64 {
         self.progress
             .iter()
@@ -218,17 +285,170 @@ impl<'a> DigestSink<'a> {
 
     /// Waits for every thread and returns the digests.
     pub fn finish(self) -> Digests {
+        self.finish_segmented().0
+    }
+
+    /// Waits for every thread: the digests, and the segments' MD5s when the
+    /// sink was started with a segment size.
+    pub fn finish_segmented(self) -> (Digests, Option<Vec<String>>) {
         drop(self.senders);
         let mut out = Digests {
             size: self.size,
             ..Digests::default()
         };
+        let mut segments = None;
         for h in self.handles {
-            if let Ok(hasher) = h.join() {
-                hasher.finish(&mut out);
+            match h.join() {
+                Ok(Done::Hash(hasher)) => hasher.finish(&mut out),
+                Ok(Done::Segments(s)) => segments = Some(s),
+                Err(_) => {}
             }
         }
-        out
+        (out, segments)
+    }
+}
+
+/// Chunk size of a file digest.
+const FILE_CHUNK: usize = 1 << 20;
+/// Mapped pages are released behind the slowest digest every this many bytes.
+const RELEASE_BYTES: u64 = 8 << 20;
+
+/// Whether SIGINT or SIGTERM asked the run to stop.
+fn interrupted() -> bool {
+    crate::pipeline::INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// The one read of a mapped file: `algos` of the whole and, with
+/// `segment_size`, each segment's MD5, from the same chunks. A hole is
+/// digested from static zeros (its pages are never mapped); mapped pages
+/// are dropped behind the slowest digest.
+pub fn digest_source(
+    source: &Source,
+    algos: &[Algo],
+    segment_size: Option<u64>,
+    progress: &dyn crate::pipeline::Progress,
+) -> Result<(Digests, Option<Vec<String>>)> {
+    source.advise_sequential();
+    let bytes = source.bytes();
+    let out = std::thread::scope(|scope| {
+        let mut sink = DigestSink::start_segmented(scope, algos, segment_size);
+        let mut released = 0u64;
+        for (i, chunk) in bytes.chunks(FILE_CHUNK).enumerate() {
+            if interrupted() {
+                break;
+            }
+            let offset = i as u64 * FILE_CHUNK as u64;
+            if source.is_hole(offset, chunk.len() as u64) {
+                sink.feed(Chunk::Borrowed(crate::pipeline::zeros(chunk.len())));
+            } else {
+                sink.feed(Chunk::Borrowed(chunk));
+            }
+            progress.advance(chunk.len() as u64);
+            let done = sink.consumed();
+            if done > released + RELEASE_BYTES {
+                source.release(released, done - released);
+                released = done;
+            }
+        }
+        sink.finish_segmented()
+    });
+    if interrupted() {
+        return Err(Error::Interrupted);
+    }
+    Ok(out)
+}
+
+/// A reader over mapped bytes that feeds a sink, in order, one chunk ahead
+/// of what it hands out (a tarball read by the tar reader and digested in
+/// the same pass). [`DigestReader::feed_rest`] digests what the reader did
+/// not need.
+pub struct DigestReader<'f, 'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    fed: usize,
+    sink: &'f mut DigestSink<'a>,
+    progress: &'f dyn crate::pipeline::Progress,
+}
+
+impl<'f, 'a> DigestReader<'f, 'a> {
+    pub fn new(
+        bytes: &'a [u8],
+        sink: &'f mut DigestSink<'a>,
+        progress: &'f dyn crate::pipeline::Progress,
+    ) -> Self {
+        DigestReader {
+            bytes,
+            pos: 0,
+            fed: 0,
+            sink,
+            progress,
+        }
+    }
+
+    fn feed_to(&mut self, end: usize) {
+        let end = end.min(self.bytes.len());
+        while self.fed < end {
+            let next = (self.fed + FILE_CHUNK).min(self.bytes.len());
+            if let Some(piece) = self.bytes.get(self.fed..next) {
+                self.sink.feed(Chunk::Borrowed(piece));
+            }
+            self.progress.advance((next - self.fed) as u64);
+            self.fed = next;
+        }
+    }
+
+    /// Digests the rest of the bytes (padding after the last entry is
+    /// uploaded too).
+    pub fn feed_rest(&mut self) {
+        self.feed_to(self.bytes.len());
+    }
+}
+
+impl Read for DigestReader<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if interrupted() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "interrupted",
+            ));
+        }
+        let n = buf.len().min(self.bytes.len().saturating_sub(self.pos));
+        self.feed_to(self.pos + n);
+        if let (Some(dst), Some(src)) = (buf.get_mut(..n), self.bytes.get(self.pos..self.pos + n)) {
+            dst.copy_from_slice(src);
+        }
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Writes to a file and hands each buffer to a sink (an output digested as
+/// it is written).
+pub struct DigestWriter<'w, 'a> {
+    file: &'w std::fs::File,
+    path: &'w Path,
+    sink: &'w mut DigestSink<'a>,
+}
+
+impl<'w, 'a> DigestWriter<'w, 'a> {
+    pub fn new(file: &'w std::fs::File, path: &'w Path, sink: &'w mut DigestSink<'a>) -> Self {
+        DigestWriter { file, path, sink }
+    }
+}
+
+impl Write for DigestWriter<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut f = self.file;
+        f.write_all(buf).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("{}: write: {e}", self.path.display()))
+        })?;
+        self.sink.feed(Chunk::Shared(Arc::from(buf)));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let mut f = self.file;
+        f.flush()
     }
 }
 
@@ -269,6 +489,23 @@ mod tests {
             sink.finish()
         });
         assert_eq!(got, digest_bytes(&data, &Algo::ALL));
+    }
+
+    #[test]
+    fn segment_md5s_match_direct_hashing() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let etags = std::thread::scope(|s| {
+            let mut sink = DigestSink::start_segmented(s, &[Algo::Md5], Some(4096));
+            for c in data.chunks(1000) {
+                sink.feed(Chunk::Borrowed(c));
+            }
+            sink.finish_segmented().1.unwrap()
+        });
+        let want: Vec<String> = data
+            .chunks(4096)
+            .map(|c| digest_bytes(c, &[Algo::Md5]).md5.unwrap())
+            .collect();
+        assert_eq!(etags, want);
     }
 
     #[test]

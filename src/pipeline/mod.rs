@@ -18,6 +18,7 @@ pub mod zero;
 
 use std::collections::VecDeque;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -193,7 +194,7 @@ pub fn run(
         };
         for piece in &plan.pieces {
             if INTERRUPTED.load(Ordering::Relaxed) {
-                return Err(Error::Usage("interrupted; nothing was written".into()));
+                return Err(Error::Interrupted);
             }
             match piece {
                 Piece::Meta { file_offset, bytes } => {
@@ -211,8 +212,12 @@ pub fn run(
                     len,
                     pad,
                 } => {
-                    let n = usize::try_from(*len)
-                        .map_err(|_| Error::Usage("block too large".into()))?;
+                    let n = usize::try_from(*len).map_err(|_| {
+                        Error::unsupported(
+                            Path::new(""),
+                            format!("a {len}-byte block on this platform"),
+                        )
+                    })?;
                     let chunk = match source {
                         DataSource::Disk(d) => match d.range(*source_offset, n)? {
                             Block::Zero => None,

@@ -1,6 +1,7 @@
 //! Laying out an output as plain data: which blocks hold data, and where
 //! every byte of the output file comes from. No output I/O here.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -58,7 +59,12 @@ pub fn classify(disk: &dyn VirtualDisk, size: u64, block_size: u64) -> Result<Ve
             if disk.is_unallocated(off, len) {
                 return Ok(false);
             }
-            let n = usize::try_from(len).map_err(|_| Error::Usage("block too large".into()))?;
+            let n = usize::try_from(len).map_err(|_| {
+                Error::unsupported(
+                    Path::new(""),
+                    format!("a {len}-byte block on this platform"),
+                )
+            })?;
             let data = match disk.range(off, n)? {
                 crate::disk::Block::Zero => false,
                 b => !b.data().is_none_or(is_zero),
@@ -150,8 +156,12 @@ pub fn plan_dynamic(
     let size = footer.current_size;
     let block_size = u64::from(header.block_size);
     let entries = size.div_ceil(block_size);
-    let max_table_entries = u32::try_from(entries)
-        .map_err(|_| Error::Usage(format!("{entries} blocks exceed the VHD table's limit")))?;
+    let max_table_entries = u32::try_from(entries).map_err(|_| {
+        Error::unsupported(
+            Path::new(""),
+            format!("{entries} blocks exceed the VHD table's limit"),
+        )
+    })?;
     let bitmap_len = bitmap_size_bytes(header.block_size);
     let table_offset = 512 + 1024;
     let mut at = table_offset + table_size_bytes(entries);
@@ -191,13 +201,18 @@ pub fn plan_dynamic(
     let mut block_pieces = Vec::with_capacity(blocks.len() * 2);
     for b in blocks {
         let sector = u32::try_from(at / 512).map_err(|_| {
-            Error::Usage("the output is larger than a VHD's 32-bit sector numbers allow".into())
+            Error::unsupported(
+                Path::new(""),
+                "an output larger than a VHD's 32-bit sector numbers allow",
+            )
         })?;
         let idx = usize::try_from(b.block_index).unwrap_or(usize::MAX);
-        let slot = bat
-            .entries
-            .get_mut(idx)
-            .ok_or_else(|| Error::Usage(format!("block {} is beyond the table", b.block_index)))?;
+        let slot = bat.entries.get_mut(idx).ok_or_else(|| {
+            Error::unsupported(
+                Path::new(""),
+                format!("block {} beyond the table", b.block_index),
+            )
+        })?;
         *slot = sector;
         block_pieces.push(Piece::Meta {
             file_offset: at,

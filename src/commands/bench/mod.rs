@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::disk::Kind;
-use crate::info::size_text;
+use crate::report::{block_size_u32, parse_size_arg, size_text, Outcome, OutputArgs};
 use crate::{Error, Result};
 pub use generate::{DataKind, GenerateOptions, Generated};
 pub use peers::Comparison;
@@ -189,7 +189,7 @@ impl BenchReport {
 }
 
 /// Runs the benchmark.
-pub fn run(opts: &BenchOptions, steps: &dyn Steps) -> Result<BenchReport> {
+pub fn bench(opts: &BenchOptions, steps: &dyn Steps) -> Result<BenchReport> {
     let base = match &opts.dir {
         Some(d) => d.clone(),
         None => std::env::current_dir().map_err(|e| Error::io(Path::new("."), "current dir", e))?,
@@ -474,6 +474,77 @@ pub fn comparison_table(rows: &[Comparison]) -> String {
         );
     }
     t
+}
+
+/// Time every command on a generated (or given) disk, optionally against
+/// qemu-img, md5sum, sha512sum and cp on the same input.
+///
+/// Each stage runs in a child process of this binary, so its wall time,
+/// CPU time and peak resident memory are its own.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Virtual size of the generated disk (K/M/G/T suffixes).
+    #[arg(long, default_value = "16G", value_parser = parse_size_arg)]
+    pub size: u64,
+    /// Share of its blocks holding data, at seeded random places: 30% or 0.3.
+    #[arg(long, default_value = "30%", value_parser = generate::parse_share)]
+    pub allocated: f64,
+    /// What the allocated blocks hold: random, text or zeros (written, so allocated).
+    #[arg(long, default_value = "random", value_parser = DataKind::parse)]
+    pub data: DataKind,
+    /// Block size of the generated disk and of dynamic outputs.
+    #[arg(long, default_value = "2M", value_parser = parse_size_arg)]
+    pub block_size: u64,
+    /// Time this image (raw or any VHD, read only) instead of generating one.
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+    /// Where the temporary work folder goes (default: the current directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Also run the peers installed (qemu-img, md5sum, sha512sum, cp) and print ratios.
+    #[arg(long)]
+    pub compare: bool,
+    /// Repeat over these sizes (comma-separated) and show how times grow.
+    #[arg(long, value_delimiter = ',', value_parser = parse_size_arg, conflicts_with = "image")]
+    pub sweep: Vec<u64>,
+    /// Keep the work folder and generated disks.
+    #[arg(long)]
+    pub keep: bool,
+    /// Runs per measurement, median taken (default 1, or 3 with --compare).
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Seed of the generated disk's block placement and data.
+    #[arg(long, default_value_t = generate::DEFAULT_SEED)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// `vhdkit bench`.
+pub fn run(args: Args) -> Result<Outcome> {
+    let opts = BenchOptions {
+        vhdkit: std::env::current_exe()
+            .map_err(|e| Error::io(Path::new("/proc/self/exe"), "find the running binary", e))?,
+        sizes: if args.sweep.is_empty() {
+            vec![args.size]
+        } else {
+            args.sweep
+        },
+        allocated: args.allocated,
+        data: args.data,
+        block_size: block_size_u32(args.block_size)?,
+        seed: args.seed,
+        image: args.image,
+        dir: args.dir,
+        compare: args.compare,
+        keep: args.keep,
+        reps: args.reps.unwrap_or(if args.compare { 3 } else { 1 }),
+    };
+    let steps = TerminalSteps::new(args.out.quiet);
+    let report = bench(&opts, &steps);
+    drop(steps);
+    let report = report?;
+    Outcome::problems_unless(report.all_ran(), &report, BenchReport::to_text)
 }
 
 #[cfg(test)]

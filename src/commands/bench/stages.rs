@@ -248,7 +248,7 @@ pub fn run_all(work: &Work<'_>, steps: &dyn Steps) -> (Vec<StageResult>, Option<
 }
 
 /// `expand` to twice the size, when the image has a partition and a
-/// filesystem vhdkit can grow (decided by [`crate::expand::plan_expand`],
+/// filesystem vhdkit can grow (decided by [`crate::grow::plan_expand`],
 /// which reads only tables); skipped with its reason otherwise.
 fn expand_stage(work: &Work<'_>) -> StageResult {
     const NAME: &str = "expand 2x";
@@ -256,16 +256,17 @@ fn expand_stage(work: &Work<'_>) -> StageResult {
     let Some(new_size) = work.input.virtual_size_bytes.checked_mul(2) else {
         return StageResult::not_run(NAME, Status::Skipped, "twice the size overflows".into());
     };
-    let opts = crate::expand::ExpandOptions {
+    let opts = crate::grow::ExpandOptions {
         size: new_size,
         rule: crate::partition::GrowRule::Nova,
-        to: crate::convert::Target::Dynamic,
+        to: crate::writer::Target::Dynamic,
         disk_only: false,
         as_child: false,
         block_size: work.block_size,
-        creator: crate::convert::DEFAULT_CREATOR.into(),
+        creator: crate::writer::DEFAULT_CREATOR.into(),
+        no_sync: false,
     };
-    match crate::expand::plan_expand(input, &opts) {
+    match crate::grow::plan_expand(input, &opts) {
         Err(e) => StageResult::not_run(NAME, Status::Skipped, format!("not expandable: {e}")),
         Ok(plan) if plan.filesystem.is_none() => StageResult::not_run(
             NAME,

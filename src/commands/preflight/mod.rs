@@ -5,84 +5,32 @@
 //!
 //! Sections, in report order: structure ([`crate::check`]), the image
 //! record ([`record`]), the property lint ([`lint`]), the target rules
-//! ([`targets`]), the flavor checks ([`flavor`]), the verdict.
+//! ([`targets`]), the flavor checks ([`flavor`]), the verdict. The rules
+//! are the pure [`crate::cloud`] layer's; this command does the reading
+//! (the one pass through [`crate::pipeline::digest`], the chain in
+//! [`chain`]) and the writing (the package, through [`crate::writer`]).
 
-pub mod flavor;
-pub mod lint;
+mod chain;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-/// The outcome of one rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Status {
-    Pass,
-    Warn,
-    Fail,
-}
-
-impl Status {
-    pub fn name(self) -> &'static str {
-        match self {
-            Status::Pass => "PASS",
-            Status::Warn => "WARN",
-            Status::Fail => "FAIL",
-        }
-    }
-}
-
-/// One rule's result: a stable code, the outcome, what was found, and the
-/// fix as a runnable command where there is one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Line {
-    pub code: String,
-    pub status: Status,
-    pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fix: Option<String>,
-}
-
-impl Line {
-    pub fn new(code: &str, status: Status, message: String) -> Line {
-        Line {
-            code: code.to_string(),
-            status,
-            message,
-            fix: None,
-        }
-    }
-
-    /// The same line with a fix.
-    pub fn with_fix(mut self, fix: String) -> Line {
-        self.fix = Some(fix);
-        self
-    }
-}
-
-pub mod record;
-pub mod targets;
-
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering as AtomicOrdering;
-
 use crate::check::{self, Finding, Severity};
+use crate::cloud::nova::ExpandReport;
+pub use crate::cloud::{flavor, lint, record, targets, Line, Status};
 use crate::disk::{Kind, Source};
-use crate::expand::{ExpandOptions, ExpandReport};
-use crate::output::Output;
+use crate::grow::ExpandOptions;
 use crate::partition::GrowRule;
-use crate::pipeline::digest::{Algo, Chunk, DigestSink, Digests};
-use crate::pipeline::{self, Progress};
+use crate::pipeline::digest::{digest_source, Algo, DigestReader, DigestSink, Digests};
+use crate::pipeline::Progress;
+use crate::writer::package::{write_package, Member};
 use crate::{Error, Result};
 use flavor::{Flavor, FlavorOptions, FlavorReport, ImageFacts};
 use lint::{Lint, LintInput};
 use record::{ImageRecord, RecordInput, VirtualSizes};
-use targets::{ChainLink, Facts, SegmentPlan, SegmentSink, Target};
-
-/// Bytes read from the image per chunk of the one pass.
-const CHUNK_BYTES: usize = 1 << 20;
-/// Mapped pages are released once every consumer is this far past them.
-const RELEASE_BYTES: u64 = 8 << 20;
+use targets::{ChainLink, Facts, SegmentPlan, Target};
 
 /// What `preflight` is asked.
 #[derive(Debug, Clone)]
@@ -102,6 +50,8 @@ pub struct Options {
     pub container: String,
     /// `xenserver`: write the chain as a gzipped tarball here.
     pub package: Option<PathBuf>,
+    /// Rename the package into place without fsync.
+    pub no_sync: bool,
     pub check: check::Options,
 }
 
@@ -119,6 +69,7 @@ impl Default for Options {
             segment_size: targets::SWIFT_SEGMENT_SIZE,
             container: "images".into(),
             package: None,
+            no_sync: false,
             check: check::Options::default(),
         }
     }
@@ -299,16 +250,17 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
         request_auto_disk_config: opts.request_auto_disk_config,
     };
     let expand = |size: u64| -> Result<ExpandReport> {
-        crate::expand::plan_expand(
+        crate::grow::plan_expand(
             &leaf,
             &ExpandOptions {
                 size,
                 rule: GrowRule::Nova,
-                to: crate::convert::Target::Dynamic,
+                to: crate::writer::Target::Dynamic,
                 disk_only: false,
                 as_child: false,
                 block_size: crate::format::header::DEFAULT_BLOCK_SIZE,
-                creator: crate::convert::DEFAULT_CREATOR.into(),
+                creator: crate::writer::DEFAULT_CREATOR.into(),
+                no_sync: false,
             },
         )
     };
@@ -376,7 +328,12 @@ fn file_part(image: &Path, opts: &Options, progress: &dyn Progress) -> Result<Pa
     let source = Source::open(image)?;
     let facts = Facts::from_bytes(image, source.bytes());
     let segment = opts.target == Target::Rackspace && source.len() > opts.segment_size;
-    let (digests, etags) = digest_file(&source, segment.then_some(opts.segment_size), progress)?;
+    let (digests, etags) = digest_source(
+        &source,
+        &[Algo::Md5, Algo::Sha512],
+        segment.then_some(opts.segment_size),
+        progress,
+    )?;
     drop(source);
     let mut target_rules = match opts.target {
         Target::Rackspace => targets::rackspace_rules(&facts),
@@ -427,19 +384,19 @@ fn chain_part(
 ) -> Result<Part> {
     let mut unpacked = None;
     let (listing, tar_digests) = match input {
-        InputKind::Folder => (targets::list_folder(image)?, None),
+        InputKind::Folder => (chain::list_folder(image)?, None),
         InputKind::Tarball => {
             let dir = tempdir_beside(image)?;
             let source = Source::open(image)?;
             let gz = source.bytes().starts_with(&GZIP_MAGIC);
             let (digests, others) = digest_and_extract(&source, gz, dir.path(), progress)?;
-            let mut listing = targets::list_folder(dir.path())?;
+            let mut listing = chain::list_folder(dir.path())?;
             listing.others = others;
             unpacked = Some(dir);
             (listing, Some(digests))
         }
         InputKind::File => (
-            targets::FolderListing {
+            chain::FolderListing {
                 links: vec![(0, image.to_path_buf())],
                 others: Vec::new(),
             },
@@ -485,7 +442,7 @@ fn chain_part(
             ))
         }
         (Some(out), _) if !links.is_empty() => {
-            let d = write_package_file(&links, out, image, progress)?;
+            let d = write_package_file(&links, out, image, opts.no_sync, progress)?;
             upload = Some(d.clone());
             package = Some(Package {
                 path: out.clone(),
@@ -584,10 +541,7 @@ fn tempdir_beside(image: &Path) -> Result<tempfile::TempDir> {
 }
 
 fn read_links(found: &[(usize, PathBuf)]) -> Result<Vec<ChainLink>> {
-    found
-        .iter()
-        .map(|(n, p)| targets::read_link(*n, p))
-        .collect()
+    found.iter().map(|(n, p)| chain::read_link(*n, p)).collect()
 }
 
 /// Parent-resolution findings that the chain's numbering replaces.
@@ -647,77 +601,6 @@ fn check_link(
     }
 }
 
-/// The consumers of the one pass: the whole-file digests and, for Swift,
-/// the segment MD5s.
-struct Feed<'a> {
-    sink: DigestSink<'a>,
-    segments: Option<SegmentSink<'a>>,
-}
-
-impl<'a> Feed<'a> {
-    fn start<'env>(scope: &'a std::thread::Scope<'a, 'env>, segment_size: Option<u64>) -> Self {
-        Feed {
-            sink: DigestSink::start(scope, &[Algo::Md5, Algo::Sha512]),
-            segments: segment_size.map(|s| SegmentSink::start(scope, s)),
-        }
-    }
-
-    fn feed(&mut self, chunk: Chunk<'a>) {
-        if let Some(s) = &self.segments {
-            s.feed(chunk.clone());
-        }
-        self.sink.feed(chunk);
-    }
-
-    fn consumed(&self) -> u64 {
-        let d = self.sink.consumed();
-        self.segments.as_ref().map_or(d, |s| d.min(s.consumed()))
-    }
-
-    fn finish(self) -> (Digests, Option<Vec<String>>) {
-        let etags = self.segments.map(SegmentSink::finish);
-        (self.sink.finish(), etags)
-    }
-}
-
-fn interrupted() -> Result<()> {
-    if pipeline::INTERRUPTED.load(AtomicOrdering::Relaxed) {
-        return Err(Error::Usage("interrupted".into()));
-    }
-    Ok(())
-}
-
-/// The one read of a file: MD5 and SHA-512 of the whole, and each segment's
-/// MD5, from the same chunks. Mapped pages are dropped behind the slowest
-/// consumer.
-fn digest_file(
-    source: &Source,
-    segment_size: Option<u64>,
-    progress: &dyn Progress,
-) -> Result<(Digests, Option<Vec<String>>)> {
-    source.advise_sequential();
-    let bytes = source.bytes();
-    let out = std::thread::scope(|scope| {
-        let mut feed = Feed::start(scope, segment_size);
-        let mut released = 0u64;
-        for chunk in bytes.chunks(CHUNK_BYTES) {
-            if pipeline::INTERRUPTED.load(AtomicOrdering::Relaxed) {
-                break;
-            }
-            feed.feed(Chunk::Borrowed(chunk));
-            progress.advance(chunk.len() as u64);
-            let done = feed.consumed();
-            if done > released + RELEASE_BYTES {
-                source.release(released, done - released);
-                released = done;
-            }
-        }
-        feed.finish()
-    });
-    interrupted()?;
-    Ok(out)
-}
-
 /// Reads a tarball once: its bytes go to the digests as the tar reader
 /// pulls them, and its links are unpacked into `dir`.
 fn digest_and_extract(
@@ -728,112 +611,38 @@ fn digest_and_extract(
 ) -> Result<(Digests, Vec<String>)> {
     source.advise_sequential();
     let bytes = source.bytes();
-    std::thread::scope(|scope| {
-        let mut feed = Feed::start(scope, None);
-        let mut tee = Tee {
-            bytes,
-            pos: 0,
-            fed: 0,
-            feed: &mut feed,
-            progress,
-        };
-        let others = targets::extract_chain(&mut tee, gz, dir);
+    let (digests, others) = std::thread::scope(|scope| {
+        let mut sink = DigestSink::start(scope, &[Algo::Md5, Algo::Sha512]);
+        let mut reader = DigestReader::new(bytes, &mut sink, progress);
+        let others = chain::extract_chain(&mut reader, gz, dir);
         // Whatever the archive reader did not need (padding) is still uploaded.
-        tee.feed_to(bytes.len());
-        let (digests, _) = feed.finish();
-        Ok((digests, others?))
-    })
-}
-
-/// A reader over the mapped file that feeds the digests, in order, one
-/// chunk ahead of what it hands out.
-struct Tee<'f, 'a> {
-    bytes: &'a [u8],
-    pos: usize,
-    fed: usize,
-    feed: &'f mut Feed<'a>,
-    progress: &'f dyn Progress,
-}
-
-impl Tee<'_, '_> {
-    fn feed_to(&mut self, end: usize) {
-        while self.fed < end.min(self.bytes.len()) {
-            let next = (self.fed + CHUNK_BYTES).min(self.bytes.len());
-            self.feed.feed(Chunk::Borrowed(&self.bytes[self.fed..next]));
-            self.progress.advance((next - self.fed) as u64);
-            self.fed = next;
-        }
+        reader.feed_rest();
+        (sink.finish(), others)
+    });
+    if crate::pipeline::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(Error::Interrupted);
     }
+    Ok((digests, others?))
 }
 
-impl Read for Tee<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if pipeline::INTERRUPTED.load(AtomicOrdering::Relaxed) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "interrupted",
-            ));
-        }
-        let n = buf.len().min(self.bytes.len() - self.pos);
-        self.feed_to(self.pos + n);
-        buf[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-/// Writes the chain's tarball to `out` (temporary file, synced, renamed)
-/// and digests the bytes as they are written.
+/// Writes the chain's tarball to `out` and digests it as it is written.
 fn write_package_file(
     links: &[ChainLink],
     out: &Path,
     image: &Path,
+    no_sync: bool,
     progress: &dyn Progress,
 ) -> Result<Digests> {
     let mut inputs: Vec<&Path> = links.iter().map(|l| l.path.as_path()).collect();
     inputs.push(image);
-    let output = Output::create(out, &inputs)?;
-    let digests = std::thread::scope(|scope| -> Result<Digests> {
-        let mut sink = DigestSink::start(scope, &[Algo::Md5, Algo::Sha512]);
-        {
-            let writer = HashWriter {
-                file: output.file(),
-                path: output.temp_path(),
-                sink: &mut sink,
-            };
-            targets::write_package(
-                links,
-                std::io::BufWriter::with_capacity(CHUNK_BYTES, writer),
-                progress,
-            )?;
-        }
-        Ok(sink.finish())
-    })?;
-    output.commit()?;
-    Ok(digests)
-}
-
-/// Writes to the output file and hands each buffer to the digests.
-struct HashWriter<'w, 'a> {
-    file: &'w std::fs::File,
-    path: &'w Path,
-    sink: &'w mut DigestSink<'a>,
-}
-
-impl Write for HashWriter<'_, '_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut f = self.file;
-        f.write_all(buf).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("{}: write: {e}", self.path.display()))
-        })?;
-        self.sink.feed(Chunk::Shared(std::sync::Arc::from(buf)));
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let mut f = self.file;
-        f.flush()
-    }
+    let members: Vec<Member<'_>> = links
+        .iter()
+        .map(|l| Member {
+            path: &l.path,
+            name: format!("{}.vhd", l.index),
+        })
+        .collect();
+    write_package(&members, out, &inputs, no_sync, progress)
 }
 
 impl Report {
@@ -988,11 +797,92 @@ impl Report {
     }
 }
 
+/// Is IMAGE, the file exactly as it would be uploaded, ready for Glance
+/// and Nova on a target? One read gives the digests Glance records.
+///
+/// Reports, in order: structure (`check`, link by link), the Glance v2
+/// image record (JSON and `openstack image create` command), the
+/// property lint, the target rules with fixes, the Nova checks of each
+/// flavor, and a verdict. Exit status: 0 ready, 1 not ready (any FAIL),
+/// 2 could not run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The image file; for --target xenserver also a folder or tarball
+    /// holding a chain 0.vhd (leaf) … n.vhd (base).
+    pub image: PathBuf,
+    /// Where it goes: glance, rackspace, xenserver or azure.
+    #[arg(long, default_value = "glance", value_parser = Target::parse)]
+    pub target: Target,
+    /// A flavor to boot on, NAME:RAM_MB:ROOT_GB (repeatable).
+    #[arg(long = "flavor", value_name = "NAME:RAM_MB:ROOT_GB", value_parser = Flavor::parse)]
+    pub flavors: Vec<Flavor>,
+    /// The hosts' hypervisor version, checked against hypervisor_version_requires.
+    #[arg(long, value_name = "X.Y.Z")]
+    pub hypervisor_version: Option<String>,
+    /// The image name (default: the file name without its extension).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// min_ram in MiB.
+    #[arg(long, value_name = "MB", allow_hyphen_values = true)]
+    pub min_ram: Option<String>,
+    /// min_disk in GiB (raised to the virtual size if below it).
+    #[arg(long, value_name = "GB", allow_hyphen_values = true)]
+    pub min_disk: Option<String>,
+    /// An image property KEY=VALUE (repeatable).
+    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = lint::parse_property)]
+    pub properties: Vec<(String, String)>,
+    /// Simulate a boot request asking for automatic disk config.
+    #[arg(long)]
+    pub request_auto_disk_config: bool,
+    /// Swift segment size for --target rackspace (K/M/G suffixes).
+    #[arg(long, default_value = "5G", value_parser = crate::report::parse_size_arg)]
+    pub segment_size: u64,
+    /// Swift container for the image object (segments go to CONTAINER_segments).
+    #[arg(long, default_value = "images")]
+    pub container: String,
+    /// --target xenserver: write the chain as a gzipped tarball here.
+    #[arg(long, value_name = "OUT.tgz")]
+    pub package: Option<PathBuf>,
+    /// Rename the --package tarball into place without fsync (see README: Durability).
+    #[arg(long)]
+    pub no_sync: bool,
+    #[command(flatten)]
+    pub out: crate::report::OutputArgs,
+}
+
+/// `vhdkit preflight`.
+pub fn run(args: Args) -> Result<crate::report::Outcome> {
+    let opts = Options {
+        target: args.target,
+        flavors: args.flavors,
+        hypervisor_version: args.hypervisor_version,
+        name: args.name,
+        min_ram: args.min_ram,
+        min_disk: args.min_disk,
+        properties: args.properties,
+        request_auto_disk_config: args.request_auto_disk_config,
+        segment_size: args.segment_size,
+        container: args.container,
+        package: args.package,
+        no_sync: args.no_sync,
+        check: check::Options::default(),
+    };
+    let quiet = args.out.quiet;
+    let bar = crate::report::Bar::new(chain::progress_total(&args.image), quiet);
+    let report = preflight(&args.image, &opts, &bar);
+    drop(bar);
+    let report = report?;
+    crate::report::Outcome::problems_unless(report.verdict.ready, &report, |r| r.to_text(quiet))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::pipeline::digest::digest_bytes;
     use crate::pipeline::NoProgress;
+
+    /// The digest engine's chunk size.
+    const CHUNK_BYTES: usize = 1 << 20;
 
     #[test]
     fn default_names_drop_the_extension() {
@@ -1029,7 +919,7 @@ mod tests {
             link_file(t.path(), "1.vhd", 1000),
         ];
         let tgz = t.path().join("c.tgz");
-        let d = write_package_file(&links, &tgz, t.path(), &NoProgress).unwrap();
+        let d = write_package_file(&links, &tgz, t.path(), false, &NoProgress).unwrap();
         let bytes = std::fs::read(&tgz).unwrap();
         assert_eq!(d, digest_bytes(&bytes, &[Algo::Md5, Algo::Sha512]));
         assert_eq!(input_kind(&tgz).unwrap(), InputKind::Tarball);
@@ -1058,7 +948,13 @@ mod tests {
             .collect();
         std::fs::write(&path, &data).unwrap();
         let source = Source::open(&path).unwrap();
-        let (d, etags) = digest_file(&source, Some(700_000), &NoProgress).unwrap();
+        let (d, etags) = digest_source(
+            &source,
+            &[Algo::Md5, Algo::Sha512],
+            Some(700_000),
+            &NoProgress,
+        )
+        .unwrap();
         assert_eq!(d, digest_bytes(&data, &[Algo::Md5, Algo::Sha512]));
         let want: Vec<String> = data
             .chunks(700_000)

@@ -2,7 +2,7 @@
 //! API's flavor/image checks (with Nova's exception names and messages),
 //! the scheduler's `hypervisor_version_requires` predicate, the hypervisor's
 //! refusal to shrink a disk, and, for `auto_disk_config=True`, what the
-//! XenAPI driver would do to the disk (through [`crate::expand::plan_expand`]).
+//! XenAPI driver would do to the disk (through [`crate::grow::plan_expand`]).
 //!
 //! The version grammar is the one Nova hands to Python's
 //! `distutils.versionpredicate.VersionPredicate` as `image_prop (<value>)`:
@@ -14,8 +14,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::nova::ExpandReport;
 use super::{Line, Status};
-use crate::expand::ExpandReport;
 
 /// Bytes in one of Nova's "GB" (flavor root disks and `min_disk` are GiB).
 pub const GIB: u64 = 1 << 30;
@@ -801,7 +801,7 @@ mod tests {
     }
 
     fn expand_report(refusal: Option<&str>, resizes: bool) -> ExpandReport {
-        use crate::expand::{FsGrowth, Verdict};
+        use crate::cloud::nova::{FsGrowth, Verdict};
         use crate::partition::{PartitionInfo, PartitionRole, TableKind};
         let part = |end: u64| PartitionInfo {
             number: 1,

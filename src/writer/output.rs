@@ -1,6 +1,13 @@
 //! Writing outputs safely: a temporary file beside the target, synced, then
 //! renamed over it. On any error (or drop before `commit`) the temporary file
 //! is removed and nothing appears at the target path.
+//!
+//! Durability is the writer's choice: by default the data and then the
+//! folder are synced around the rename, so after a crash OUT is either the
+//! old file or the whole new one. With [`Output::no_sync`] (`--no-sync`) the
+//! rename happens without fsync, as `qemu-img convert`, `cp` and `rsync` do:
+//! a crash shortly after can leave OUT empty, short or with zero-filled
+//! ranges on filesystems that do not order data before the rename.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -11,6 +18,7 @@ use crate::{Error, Result};
 pub struct Output {
     target: PathBuf,
     temp: tempfile::NamedTempFile,
+    sync: bool,
 }
 
 impl Output {
@@ -49,7 +57,19 @@ impl Output {
         Ok(Output {
             target: target.to_path_buf(),
             temp,
+            sync: true,
         })
+    }
+
+    /// Skips the fsyncs of [`Output::commit`] when `no_sync` is set.
+    pub fn no_sync(mut self, no_sync: bool) -> Output {
+        self.sync = !no_sync;
+        self
+    }
+
+    /// Whether `commit` syncs before the rename.
+    pub fn syncs(&self) -> bool {
+        self.sync
     }
 
     pub fn file(&self) -> &File {
@@ -69,16 +89,22 @@ impl Output {
         &self.target
     }
 
-    /// Syncs the data and renames the file over the target.
+    /// Syncs the data (unless `no_sync`) and renames the file over the
+    /// target.
     pub fn commit(self) -> Result<()> {
         let target = self.target;
-        self.temp
-            .as_file()
-            .sync_all()
-            .map_err(|e| Error::io(&target, "sync", e))?;
+        if self.sync {
+            self.temp
+                .as_file()
+                .sync_all()
+                .map_err(|e| Error::io(&target, "sync", e))?;
+        }
         self.temp
             .persist(&target)
             .map_err(|e| Error::io(&target, "rename into place", e.error))?;
+        if !self.sync {
+            return Ok(());
+        }
         if let Some(dir) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
             if let Ok(d) = File::open(dir) {
                 let _ = d.sync_all();

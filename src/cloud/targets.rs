@@ -1,20 +1,15 @@
 //! Target rules: what Glance, Rackspace (XenServer behind Swift), a XenAPI
 //! tarball and Azure each want of the file, as PASS/WARN/FAIL lines with the
-//! fix as a runnable `vhdkit` command. Also owns the Swift segment plan (fed
-//! from the same chunk stream as the whole-file digests) and the XenServer
-//! chain: reading a folder or tarball of `0.vhd` (leaf) … `n.vhd` (base),
-//! judging it, and packing it as the gzipped tarball Glance stores for
-//! `container_format=ovf`.
+//! fix as a runnable `vhdkit` command. Also the Swift segment plan (its
+//! MD5s come from the digest engine) and the XenServer chain rules over
+//! links already read (`0.vhd` leaf … `n.vhd` base).
 //!
-//! The rules themselves are pure functions of the parsed metadata.
+//! Pure: functions of parsed metadata and bytes handed in; no file is
+//! opened here (reading a chain folder or tarball is `preflight`'s, packing
+//! one is the writer's).
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::Arc;
 
-use md5::{Digest as _, Md5};
 use serde::Serialize;
 
 use super::record::shell_quote;
@@ -22,8 +17,6 @@ use super::{Line, Status};
 use crate::disk::{Kind, MAX_CHAIN_DEPTH};
 use crate::format::footer::qemu_uses_chs;
 use crate::format::{fourcc, Footer, Layout};
-use crate::pipeline::digest::Chunk;
-use crate::{Error, Result};
 
 /// Where the image goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -404,75 +397,6 @@ pub fn plan_segments(
     }
 }
 
-/// Per-segment MD5s on their own thread, fed the same chunks, in order, as
-/// the whole-file digests (no second read).
-pub struct SegmentSink<'a> {
-    tx: SyncSender<Chunk<'a>>,
-    done: Arc<AtomicU64>,
-    handle: std::thread::ScopedJoinHandle<'a, Vec<String>>,
-}
-
-/// Chunks queued before the feeder waits.
-const SEGMENT_QUEUE: usize = 8;
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-impl<'a> SegmentSink<'a> {
-    pub fn start<'env>(scope: &'a std::thread::Scope<'a, 'env>, segment_size: u64) -> Self {
-        let (tx, rx) = sync_channel::<Chunk<'a>>(SEGMENT_QUEUE);
-        let done = Arc::new(AtomicU64::new(0));
-        let done2 = Arc::clone(&done);
-        let handle = scope.spawn(move || {
-            let mut etags = Vec::new();
-            let mut md5 = Md5::new();
-            let mut filled = 0u64;
-            for chunk in rx {
-                let mut b = chunk.bytes();
-                let n = b.len() as u64;
-                while !b.is_empty() {
-                    let room = usize::try_from(segment_size - filled).unwrap_or(usize::MAX);
-                    let take = room.min(b.len());
-                    md5.update(&b[..take]);
-                    filled += take as u64;
-                    b = &b[take..];
-                    if filled == segment_size {
-                        etags.push(hex(&std::mem::take(&mut md5).finalize()));
-                        filled = 0;
-                    }
-                }
-                done2.fetch_add(n, Ordering::Release);
-            }
-            if filled > 0 {
-                etags.push(hex(&md5.finalize()));
-            }
-            etags
-        });
-        SegmentSink { tx, done, handle }
-    }
-
-    pub fn feed(&self, chunk: Chunk<'a>) {
-        // The receiver only goes away if its thread panicked; `finish` shows it.
-        let _ = self.tx.send(chunk);
-    }
-
-    /// Bytes digested so far.
-    pub fn consumed(&self) -> u64 {
-        self.done.load(Ordering::Acquire)
-    }
-
-    /// The segments' MD5s, in order.
-    pub fn finish(self) -> Vec<String> {
-        drop(self.tx);
-        self.handle.join().unwrap_or_default()
-    }
-}
-
 // --------------------------------------------------------------- xenserver
 
 /// The most links XenServer's import takes.
@@ -503,73 +427,6 @@ pub fn link_number(name: &str) -> Option<usize> {
         return None;
     }
     n.parse().ok()
-}
-
-/// A chain folder's entries: the numbered links, sorted, and the other names.
-#[derive(Debug, Clone, Default)]
-pub struct FolderListing {
-    pub links: Vec<(usize, PathBuf)>,
-    pub others: Vec<String>,
-}
-
-/// Bytes a progress display should expect for `image`: the file's size, or
-/// for a chain folder the size of its links.
-pub fn progress_total(image: &Path) -> u64 {
-    if !image.is_dir() {
-        return std::fs::metadata(image).map_or(0, |m| m.len());
-    }
-    list_folder(image).map_or(0, |listing| {
-        listing
-            .links
-            .iter()
-            .filter_map(|(_, p)| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum()
-    })
-}
-
-/// Lists a chain folder.
-pub fn list_folder(dir: &Path) -> Result<FolderListing> {
-    let mut links = Vec::new();
-    let mut others = Vec::new();
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "read folder", e))?;
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io(dir, "read folder", e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        match link_number(&name) {
-            Some(n) => links.push((n, entry.path())),
-            None => others.push(name),
-        }
-    }
-    links.sort();
-    others.sort();
-    Ok(FolderListing { links, others })
-}
-
-/// Reads a link's metadata.
-pub fn read_link(index: usize, path: &Path) -> Result<ChainLink> {
-    let source = crate::disk::Source::open(path)?;
-    let facts = Facts::from_bytes(path, source.bytes());
-    let layout = Layout::parse(source.bytes()).filter(|_| facts.kind != Kind::Raw);
-    let parent = layout
-        .as_ref()
-        .and_then(|l| l.dynamic.as_ref())
-        .and_then(|d| d.as_ref().ok())
-        .map(|p| p.header.parent_unique_id)
-        .filter(|_| facts.kind == Kind::Differencing);
-    let f = facts.footer.as_ref();
-    Ok(ChainLink {
-        index,
-        path: path.to_path_buf(),
-        kind: facts.kind,
-        current_size: f.map(|f| f.current_size),
-        creator: f.map(|f| fourcc(f.creator_application)),
-        unique_id: f.map(|f| uuid::Uuid::from_bytes(f.unique_id).to_string()),
-        parent_unique_id: parent.map(|p| uuid::Uuid::from_bytes(p).to_string()),
-        hidden: f.map(Footer::hidden),
-        footer: facts.footer.clone(),
-        parent_id_bytes: parent,
-    })
 }
 
 /// The chain rules: numbering, length, link kinds, parent ids, sizes,
@@ -708,96 +565,6 @@ pub fn xenserver_rules(numbers: &[usize], others: &[String], links: &[ChainLink]
     lines
 }
 
-/// Unpacks the links (`N.vhd` at the top of the archive) of a gzipped or
-/// plain tarball read from `reader` into `dir`; everything else is listed,
-/// not written.
-pub fn extract_chain(reader: impl Read, gzipped: bool, dir: &Path) -> Result<Vec<String>> {
-    let reader: Box<dyn Read> = if gzipped {
-        Box::new(flate2::read::GzDecoder::new(reader))
-    } else {
-        Box::new(reader)
-    };
-    let mut archive = tar::Archive::new(reader);
-    let mut others = Vec::new();
-    let io = |e| Error::io(dir, "read tarball", e);
-    for entry in archive.entries().map_err(io)? {
-        let mut entry = entry.map_err(io)?;
-        let name = entry.path().map_err(io)?.to_string_lossy().into_owned();
-        let bare = name.strip_prefix("./").unwrap_or(&name).to_string();
-        let regular = entry.header().entry_type().is_file();
-        match link_number(&bare) {
-            Some(_) if regular => {
-                let target = dir.join(&bare);
-                let mut out =
-                    std::fs::File::create(&target).map_err(|e| Error::io(&target, "create", e))?;
-                std::io::copy(&mut entry, &mut out).map_err(|e| Error::io(&target, "write", e))?;
-            }
-            _ if bare.is_empty() || bare == "." => {}
-            _ => others.push(bare),
-        }
-    }
-    Ok(others)
-}
-
-/// Counts the bytes read through it as progress.
-struct Counted<'p, R> {
-    inner: R,
-    progress: &'p dyn crate::pipeline::Progress,
-}
-
-impl<R: Read> Read for Counted<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.progress.advance(n as u64);
-        Ok(n)
-    }
-}
-
-/// Writes the links as `0.vhd` … into a gzipped tarball on `out`;
-/// progress counts the links' bytes read.
-pub fn write_package(
-    links: &[ChainLink],
-    out: impl Write,
-    progress: &dyn crate::pipeline::Progress,
-) -> Result<()> {
-    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-    let mut builder = tar::Builder::new(gz);
-    for link in links {
-        let name = format!("{}.vhd", link.index);
-        let file = std::fs::File::open(&link.path).map_err(|e| Error::io(&link.path, "open", e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(&link.path, "stat", e))?
-            .len();
-        let mut header = tar::Header::new_gnu();
-        header.set_size(len);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_cksum();
-        builder
-            .append_data(
-                &mut header,
-                &name,
-                Counted {
-                    inner: file,
-                    progress,
-                },
-            )
-            .map_err(|e| Error::io(&link.path, "add to tarball", e))?;
-    }
-    let gz = builder
-        .into_inner()
-        .map_err(|e| Error::io(Path::new(""), "finish tarball", e))?;
-    let mut inner = gz
-        .finish()
-        .map_err(|e| Error::io(Path::new(""), "finish gzip", e))?;
-    inner
-        .flush()
-        .map_err(|e| Error::io(Path::new(""), "flush", e))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -924,17 +691,8 @@ mod tests {
     }
 
     #[test]
-    fn segment_md5s_match_direct_hashing() {
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        let etags = std::thread::scope(|s| {
-            let sink = SegmentSink::start(s, 4096);
-            for c in data.chunks(1000) {
-                sink.feed(Chunk::Borrowed(c));
-            }
-            sink.finish()
-        });
-        let want: Vec<String> = data.chunks(4096).map(|c| hex(&Md5::digest(c))).collect();
-        assert_eq!(etags, want);
+    fn segment_plan_names_sizes_and_etags() {
+        let etags: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         let plan = plan_segments("images", "d.vhd", 10_000, 4096, etags);
         assert_eq!(plan.segments.len(), 3);
         assert_eq!(plan.segments[2].size_bytes, 10_000 - 8192);
@@ -942,7 +700,7 @@ mod tests {
             plan.manifest[1]["path"],
             "/images_segments/d.vhd/slo/10000/4096/00000001"
         );
-        assert_eq!(plan.manifest[0]["etag"], want[0]);
+        assert_eq!(plan.manifest[0]["etag"], "a");
     }
 
     #[test]

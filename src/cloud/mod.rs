@@ -1,0 +1,69 @@
+//! Cloud policy, pure: what Glance, Nova and the targets (Rackspace,
+//! XenServer, Azure) accept, decided from metadata and facts handed in,
+//! never from a file opened here.
+//!
+//! - [`nova`]: `auto_disk_config`'s verdict and the report of a resize;
+//! - [`record`]: the Glance v2 image record a file would get;
+//! - [`lint`]: Glance's property rules;
+//! - [`targets`]: each target's rules, the Swift segment plan, the
+//!   XenServer chain rules;
+//! - [`flavor`]: Nova's checks of an image against a flavor.
+//!
+//! Every rule gives a [`Line`]: a stable code, PASS/WARN/FAIL, what was
+//! found and the fix. Sits above `fs/` and `partition/` (it names their
+//! types), below `grow/` and the commands.
+
+pub mod flavor;
+pub mod lint;
+pub mod nova;
+pub mod record;
+pub mod targets;
+
+use serde::Serialize;
+
+/// The outcome of one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        }
+    }
+}
+
+/// One rule's result: a stable code, the outcome, what was found, and the
+/// fix as a runnable command where there is one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Line {
+    pub code: String,
+    pub status: Status,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+impl Line {
+    pub fn new(code: &str, status: Status, message: String) -> Line {
+        Line {
+            code: code.to_string(),
+            status,
+            message,
+            fix: None,
+        }
+    }
+
+    /// The same line with a fix.
+    pub fn with_fix(mut self, fix: String) -> Line {
+        self.fix = Some(fix);
+        self
+    }
+}

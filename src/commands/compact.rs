@@ -1,0 +1,165 @@
+//! `vhdkit compact`: a dynamic VHD rewritten without its zero blocks and
+//! gaps; a differencing disk stays over the same parent.
+
+use std::path::{Path, PathBuf};
+
+use crate::disk::{self, Kind, Source};
+use crate::format::header::{HEADER_DATA_OFFSET, HEADER_VERSION};
+use crate::format::{DiskType, DynamicHeader, Layout, ParentLocator};
+use crate::pipeline::digest::Algo;
+use crate::pipeline::plan::{self, StoredBlock};
+use crate::pipeline::{self, DataSource, Progress};
+use crate::report::{written_text, Algos, Bar, Outcome, OutputArgs};
+use crate::writer::{require_clean, stored_blocks, Output, Report};
+use crate::{Error, Result};
+
+/// `vhdkit compact`: a dynamic VHD rewritten with its zero blocks dropped
+/// and no gaps; a differencing disk keeps its parent and its own sectors,
+/// dropping blocks whose sectors all read from the parent. Identity (unique
+/// id, creator, sizes, timestamp, block size) is kept.
+pub fn compact(
+    input: &Path,
+    output: &Path,
+    digests: &[Algo],
+    progress: &dyn Progress,
+) -> Result<Report> {
+    compact_with(input, output, digests, false, progress)
+}
+
+/// [`compact`], renaming without fsync when `no_sync`.
+pub fn compact_with(
+    input: &Path,
+    output: &Path,
+    digests: &[Algo],
+    no_sync: bool,
+    progress: &dyn Progress,
+) -> Result<Report> {
+    require_clean(input)?;
+    let source = Source::open(input)?;
+    let layout = Layout::parse(source.bytes())
+        .filter(|l| l.dynamic.is_some())
+        .ok_or_else(|| Error::Usage(format!(
+            "{}: compact takes a dynamic or differencing VHD; use `convert --to dynamic` for other inputs",
+            input.display()
+        )))?;
+    let parts = layout
+        .dynamic
+        .clone()
+        .and_then(|d| d.ok())
+        .ok_or_else(|| Error::Usage(format!("{}: no dynamic header", input.display())))?;
+    let bat = parts.bat.clone().map_err(|e| Error::corrupt(input, e))?;
+    let footer = layout.footer.clone();
+    let header = parts.header.clone();
+    let differencing = footer.disk_type() == Some(DiskType::Differencing);
+    let out = Output::create(output, &[input])?.no_sync(no_sync);
+    let bs = u64::from(header.block_size);
+    let bitmap_len = header.bitmap_size_bytes();
+    let (plan, report_kind, digests) = if differencing {
+        // Keep this disk's own sectors and bitmaps; drop blocks that defer
+        // every sector to the parent.
+        let mut blocks = Vec::new();
+        for i in 0..bat.entries.len() {
+            let Some(sector) = bat.sector(i) else {
+                continue;
+            };
+            let start = u64::from(sector) * 512;
+            let bitmap = source.slice(start, bitmap_len, "sector bitmap")?;
+            if bitmap.iter().all(|&b| b == 0) {
+                continue;
+            }
+            let voff = i as u64 * bs;
+            let len = bs.min(footer.current_size.saturating_sub(voff));
+            if len == 0 {
+                continue;
+            }
+            blocks.push(StoredBlock {
+                block_index: i as u64,
+                source_offset: start + bitmap_len,
+                len,
+                bitmap: std::sync::Arc::from(bitmap),
+            });
+        }
+        let locators = locator_payloads(&source, &header);
+        let plan = plan::plan_dynamic(&footer, &header, &locators, &blocks)?;
+        let d = pipeline::run(
+            &plan,
+            &DataSource::File(&source),
+            out.file(),
+            out.target(),
+            digests,
+            progress,
+        )?;
+        (plan, Kind::Differencing, d)
+    } else {
+        let disk = disk::open(input)?;
+        let blocks = stored_blocks(disk.as_ref(), footer.current_size, header.block_size)?;
+        let mut h = DynamicHeader::new(0, 0, header.block_size);
+        h.header_version = HEADER_VERSION;
+        h.data_offset = HEADER_DATA_OFFSET;
+        let plan = plan::plan_dynamic(&footer, &h, &[], &blocks)?;
+        let d = pipeline::run(
+            &plan,
+            &DataSource::Disk(disk.as_ref()),
+            out.file(),
+            out.target(),
+            digests,
+            progress,
+        )?;
+        (plan, Kind::Dynamic, d)
+    };
+    out.commit()?;
+    Ok(Report::new(
+        input,
+        output,
+        report_kind,
+        report_kind.name(),
+        &plan,
+        digests,
+    ))
+}
+
+/// The locators of `header` with their data, in order.
+fn locator_payloads(source: &Source, header: &DynamicHeader) -> Vec<(ParentLocator, Vec<u8>)> {
+    header
+        .parent_locators
+        .iter()
+        .filter(|l| l.platform_code != 0)
+        .filter_map(|l| {
+            let data = source
+                .slice(
+                    l.platform_data_offset,
+                    u64::from(l.platform_data_length),
+                    "locator",
+                )
+                .ok()?;
+            Some((*l, data.to_vec()))
+        })
+        .collect()
+}
+
+/// Rewrite a dynamic VHD without its zero blocks and gaps (a differencing
+/// disk stays over the same parent); identity kept.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Input dynamic or differencing VHD (read only).
+    pub input: PathBuf,
+    /// Output path.
+    pub output: PathBuf,
+    /// Digests of the output, computed while it is written: md5, sha512, crc32 (comma-separated) or all.
+    #[arg(long, value_parser = Algos::parse)]
+    pub checksum: Option<Algos>,
+    /// Rename OUTPUT into place without fsync (see README: Durability).
+    #[arg(long)]
+    pub no_sync: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// `vhdkit compact`.
+pub fn run(args: Args) -> Result<Outcome> {
+    let bar = Bar::for_file(&args.input, args.out.quiet);
+    let digests = args.checksum.map(|a| a.0).unwrap_or_default();
+    let r = compact_with(&args.input, &args.output, &digests, args.no_sync, &bar);
+    drop(bar);
+    Outcome::ok(&r?, written_text)
+}

@@ -1,0 +1,212 @@
+//! What every command hands back to the binary: an [`Outcome`], one value
+//! rendered two ways. A command builds one report (a struct that derives
+//! `Serialize`), renders its text from that same value, and says which exit
+//! status it means; `--json` prints the value, otherwise the text. Errors
+//! become JSON too ([`error_json`]): a refusal is
+//! `{"refused": {"code", "message"}}` (exit 1), anything that could not run
+//! `{"error": {"kind", "message", "path"}}` (exit 2).
+//!
+//! Also the flags every command shares ([`OutputArgs`]), the progress bar,
+//! and small text helpers the renderers share. Below the commands, above
+//! every library layer; prints nothing itself.
+
+use serde::Serialize;
+
+use crate::error::{EXIT_OK, EXIT_PROBLEMS};
+use crate::pipeline::digest::{Algo, Digests};
+use crate::pipeline::Progress;
+use crate::writer::Target;
+use crate::{Error, Result};
+
+/// The flags every command takes.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct OutputArgs {
+    /// Print the report as JSON (also for refusals and errors).
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar (preflight: also only its WARN and FAIL lines and the verdict).
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// A comma-separated list of digests (`md5,sha512`, `all`).
+#[derive(Debug, Clone, Default)]
+pub struct Algos(pub Vec<Algo>);
+
+impl Algos {
+    pub fn parse(text: &str) -> std::result::Result<Algos, String> {
+        Algo::parse_list(text).map(Algos)
+    }
+}
+
+/// A size with an optional K, M, G or T suffix, for clap.
+pub fn parse_size_arg(text: &str) -> std::result::Result<u64, String> {
+    crate::writer::parse_size(text)
+}
+
+/// Output formats, for the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ToArg {
+    Fixed,
+    Dynamic,
+    Raw,
+}
+
+impl From<ToArg> for Target {
+    fn from(t: ToArg) -> Target {
+        match t {
+            ToArg::Fixed => Target::Fixed,
+            ToArg::Dynamic => Target::Dynamic,
+            ToArg::Raw => Target::Raw,
+        }
+    }
+}
+
+/// A block size argument as the `u32` VHD headers hold.
+pub fn block_size_u32(bytes: u64) -> Result<u32> {
+    u32::try_from(bytes).map_err(|_| Error::Usage(format!("--block-size {bytes}: too large")))
+}
+
+/// The one-line summary of a write, then its digests if any were asked.
+pub fn written_text(r: &crate::writer::Report) -> String {
+    let mut out = format!(
+        "{} ({}) -> {} ({}): {} bytes virtual, {} bytes file, {} data blocks, {} zero blocks of {} bytes\n",
+        r.input.display(),
+        r.input_kind.name(),
+        r.output.display(),
+        r.output_kind,
+        r.virtual_size,
+        r.file_size,
+        r.data_blocks,
+        r.zero_blocks,
+        r.block_size
+    );
+    let d = &r.digests;
+    if d.md5.is_some() || d.sha512.is_some() || d.crc32.is_some() {
+        out.push_str(&digest_lines(d, &r.output.display().to_string()));
+    }
+    out
+}
+
+/// A command's result: the report as JSON, its text rendering, and the
+/// exit status it means.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: u8,
+    pub json: serde_json::Value,
+    pub text: String,
+}
+
+impl Outcome {
+    /// `report` rendered by `text`, exiting with `status`.
+    pub fn new<T: Serialize>(
+        report: &T,
+        text: impl FnOnce(&T) -> String,
+        status: u8,
+    ) -> Result<Outcome> {
+        let json = serde_json::to_value(report)
+            .map_err(|e| Error::Usage(format!("report as JSON: {e}")))?;
+        Ok(Outcome {
+            status,
+            json,
+            text: text(report),
+        })
+    }
+
+    /// A report that found nothing wrong (exit 0).
+    pub fn ok<T: Serialize>(report: &T, text: impl FnOnce(&T) -> String) -> Result<Outcome> {
+        Outcome::new(report, text, EXIT_OK)
+    }
+
+    /// Exit 0 when `fine`, else 1 ("problems found").
+    pub fn problems_unless<T: Serialize>(
+        fine: bool,
+        report: &T,
+        text: impl FnOnce(&T) -> String,
+    ) -> Result<Outcome> {
+        Outcome::new(report, text, if fine { EXIT_OK } else { EXIT_PROBLEMS })
+    }
+}
+
+/// The JSON of an error: `{"refused": {...}}` for a refusal, else
+/// `{"error": {...}}`.
+pub fn error_json(e: &Error) -> serde_json::Value {
+    let message = e.to_string();
+    match e.refusal_code() {
+        Some(code) => serde_json::json!({ "refused": { "code": code, "message": message } }),
+        None => serde_json::json!({
+            "error": {
+                "kind": e.kind(),
+                "message": message,
+                "path": e.path().map(|p| p.display().to_string()),
+            }
+        }),
+    }
+}
+
+/// A progress bar on stderr when it is a terminal and not `quiet`.
+pub struct Bar(indicatif::ProgressBar);
+
+impl Bar {
+    pub fn new(total: u64, quiet: bool) -> Bar {
+        use std::io::IsTerminal;
+        if quiet || !std::io::stderr().is_terminal() {
+            return Bar(indicatif::ProgressBar::hidden());
+        }
+        let pb = indicatif::ProgressBar::new(total);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            pb.set_style(style);
+        }
+        Bar(pb)
+    }
+
+    /// A bar sized to a file's length (0 when it cannot be read).
+    pub fn for_file(path: &std::path::Path, quiet: bool) -> Bar {
+        Bar::new(std::fs::metadata(path).map_or(0, |m| m.len()), quiet)
+    }
+}
+
+impl Progress for Bar {
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// `md5     HEX  NAME` lines, then `size    N  NAME`.
+pub fn digest_lines(d: &Digests, name: &str) -> String {
+    let mut out = String::new();
+    for (label, v) in [("md5", &d.md5), ("sha512", &d.sha512), ("crc32", &d.crc32)] {
+        if let Some(v) = v {
+            out.push_str(&format!("{label:<8}{v}  {name}\n"));
+        }
+    }
+    out.push_str(&format!("size    {}  {name}\n", d.size));
+    out
+}
+
+/// "1073741824 (1 GiB)".
+pub fn size_text(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    if unit == "B" {
+        format!("{bytes} bytes")
+    } else {
+        format!("{bytes} bytes ({v:.2} {unit})")
+    }
+}
