@@ -88,6 +88,27 @@ pub fn written_text(r: &crate::writer::Report) -> String {
     out
 }
 
+/// The flags of a command that writes an image: its digests, durability,
+/// and the shared output flags.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct WriteArgs {
+    /// Digests of the output file computed while it is written: md5, sha512, crc32 (comma-separated) or all.
+    #[arg(long, value_parser = Algos::parse)]
+    pub checksum: Option<Algos>,
+    /// Rename OUTPUT into place without fsync (see README: Durability).
+    #[arg(long)]
+    pub no_sync: bool,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+impl WriteArgs {
+    /// The digests asked for (none by default).
+    pub fn digests(&self) -> Vec<Algo> {
+        self.checksum.clone().map(|a| a.0).unwrap_or_default()
+    }
+}
+
 /// A command's result: the report as JSON, its text rendering, and the
 /// exit status it means.
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use crate::format::{DiskType, DynamicHeader, Layout, ParentLocator};
 use crate::pipeline::digest::Algo;
 use crate::pipeline::plan::{self, StoredBlock};
 use crate::pipeline::{self, DataSource, Progress};
-use crate::report::{written_text, Algos, Bar, Outcome, OutputArgs};
+use crate::report::{written_text, Bar, Outcome, WriteArgs};
 use crate::writer::{require_clean, stored_blocks, Output, Report};
 use crate::{Error, Result};
 
@@ -145,21 +145,21 @@ pub struct Args {
     pub input: PathBuf,
     /// Output path.
     pub output: PathBuf,
-    /// Digests of the output, computed while it is written: md5, sha512, crc32 (comma-separated) or all.
-    #[arg(long, value_parser = Algos::parse)]
-    pub checksum: Option<Algos>,
-    /// Rename OUTPUT into place without fsync (see README: Durability).
-    #[arg(long)]
-    pub no_sync: bool,
     #[command(flatten)]
-    pub out: OutputArgs,
+    pub write: WriteArgs,
 }
 
 /// `vhdkit compact`.
 pub fn run(args: Args) -> Result<Outcome> {
-    let bar = Bar::for_file(&args.input, args.out.quiet);
-    let digests = args.checksum.map(|a| a.0).unwrap_or_default();
-    let r = compact_with(&args.input, &args.output, &digests, args.no_sync, &bar);
+    let bar = Bar::for_file(&args.input, args.write.out.quiet);
+    let digests = args.write.digests();
+    let r = compact_with(
+        &args.input,
+        &args.output,
+        &digests,
+        args.write.no_sync,
+        &bar,
+    );
     drop(bar);
     Outcome::ok(&r?, written_text)
 }

@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::disk;
 use crate::pipeline::Progress;
-use crate::report::{
-    block_size_u32, parse_size_arg, written_text, Algos, Bar, Outcome, OutputArgs, ToArg,
-};
+use crate::report::{block_size_u32, parse_size_arg, written_text, Bar, Outcome, ToArg, WriteArgs};
 use crate::writer::{require_clean, write_disk};
 pub use crate::writer::{Report, Target, WriteOptions as ConvertOptions, DEFAULT_CREATOR};
 use crate::Result;
@@ -48,14 +46,8 @@ pub struct Args {
     /// Creator application written in the footer: win, tap, qemu, qem2, vpc, vs, d2v, CTXS, vbox, wa.
     #[arg(long, default_value = DEFAULT_CREATOR)]
     pub creator: String,
-    /// Digests of the output file computed while it is written: md5, sha512, crc32 (comma-separated) or all.
-    #[arg(long, value_parser = Algos::parse)]
-    pub checksum: Option<Algos>,
-    /// Rename OUTPUT into place without fsync (see README: Durability).
-    #[arg(long)]
-    pub no_sync: bool,
     #[command(flatten)]
-    pub out: OutputArgs,
+    pub write: WriteArgs,
 }
 
 /// `vhdkit convert`.
@@ -65,10 +57,10 @@ pub fn run(args: Args) -> Result<Outcome> {
         block_size: block_size_u32(args.block_size)?,
         align: args.align,
         creator: args.creator,
-        digests: args.checksum.map(|a| a.0).unwrap_or_default(),
-        no_sync: args.no_sync,
+        digests: args.write.digests(),
+        no_sync: args.write.no_sync,
     };
-    let bar = Bar::for_file(&args.input, args.out.quiet);
+    let bar = Bar::for_file(&args.input, args.write.out.quiet);
     let r = convert(&args.input, &args.output, &opts, &bar);
     drop(bar);
     Outcome::ok(&r?, written_text)

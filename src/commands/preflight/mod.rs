@@ -148,9 +148,8 @@ pub struct Report {
     pub verdict: Verdict,
 }
 
-/// Runs every check on `image`. An `Err` means preflight could not run
-/// (exit status 2); problems with the image are FAIL lines in the report.
-pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Result<Report> {
+/// What IMAGE is, once the options are known to make sense for it.
+fn usable_input(image: &Path, opts: &Options) -> Result<InputKind> {
     if opts.segment_size == 0 {
         return Err(Error::Usage("--segment-size must be above 0".into()));
     }
@@ -161,12 +160,19 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
             image.display()
         )));
     }
-    let chain_target = opts.target == Target::Xenserver;
-    if opts.package.is_some() && !chain_target {
+    if opts.package.is_some() && opts.target != Target::Xenserver {
         return Err(Error::Usage(
             "--package writes a XenServer tarball: use it with --target xenserver".into(),
         ));
     }
+    Ok(input)
+}
+
+/// Runs every check on `image`. An `Err` means preflight could not run
+/// (exit status 2); problems with the image are FAIL lines in the report.
+pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Result<Report> {
+    let input = usable_input(image, opts)?;
+    let chain_target = opts.target == Target::Xenserver;
     // A tarball's links are unpacked for checking and kept until the end
     // (the expand simulation reads the leaf).
     let Part {
@@ -245,30 +251,7 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
         auto_disk_config: properties.get("auto_disk_config").cloned(),
         hypervisor_version_requires: properties.get("hypervisor_version_requires").cloned(),
     };
-    let fopts = FlavorOptions {
-        hypervisor_version: opts.hypervisor_version.clone(),
-        request_auto_disk_config: opts.request_auto_disk_config,
-    };
-    let expand = |size: u64| -> Result<ExpandReport> {
-        crate::grow::plan_expand(
-            &leaf,
-            &ExpandOptions {
-                size,
-                rule: GrowRule::Nova,
-                to: crate::writer::Target::Dynamic,
-                disk_only: false,
-                as_child: false,
-                block_size: crate::format::header::DEFAULT_BLOCK_SIZE,
-                creator: crate::writer::DEFAULT_CREATOR.into(),
-                no_sync: false,
-            },
-        )
-    };
-    let flavors: Vec<FlavorReport> = opts
-        .flavors
-        .iter()
-        .map(|f| flavor::check_flavor(&facts, f, &fopts, &expand))
-        .collect();
+    let flavors = flavor_reports(&leaf, &facts, opts);
 
     let mut report = Report {
         image: image.to_path_buf(),
@@ -302,6 +285,34 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
     };
     report.verdict = report.tally();
     Ok(report)
+}
+
+/// Nova's checks of each flavor, each simulating the boot-time resize of
+/// the leaf with Nova's rule.
+fn flavor_reports(leaf: &Path, facts: &ImageFacts, opts: &Options) -> Vec<FlavorReport> {
+    let fopts = FlavorOptions {
+        hypervisor_version: opts.hypervisor_version.clone(),
+        request_auto_disk_config: opts.request_auto_disk_config,
+    };
+    let expand = |size: u64| -> Result<ExpandReport> {
+        crate::grow::plan_expand(
+            leaf,
+            &ExpandOptions {
+                size,
+                rule: GrowRule::Nova,
+                to: crate::writer::Target::Dynamic,
+                disk_only: false,
+                as_child: false,
+                block_size: crate::format::header::DEFAULT_BLOCK_SIZE,
+                creator: crate::writer::DEFAULT_CREATOR.into(),
+                no_sync: false,
+            },
+        )
+    };
+    opts.flavors
+        .iter()
+        .map(|f| flavor::check_flavor(facts, f, &fopts, &expand))
+        .collect()
 }
 
 /// What the input-specific half of [`preflight`] finds.

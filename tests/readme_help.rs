@@ -1,0 +1,100 @@
+//! README and `--help` agree: every flag a subcommand's `--help` shows is
+//! named in README's section for that command, and every flag README's
+//! section names exists in that `--help`.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+const COMMANDS: [&str; 9] = [
+    "info",
+    "check",
+    "repair",
+    "convert",
+    "compact",
+    "checksum",
+    "expand",
+    "preflight",
+    "bench",
+];
+
+/// `--long` flags in `text` (not `--` alone).
+fn long_flags(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i + 2 < b.len() {
+        let starts = b[i] == b'-'
+            && b[i + 1] == b'-'
+            && b[i + 2].is_ascii_lowercase()
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'-'));
+        if starts {
+            let end = (i + 2..b.len())
+                .find(|&j| !(b[j].is_ascii_lowercase() || b[j].is_ascii_digit() || b[j] == b'-'))
+                .unwrap_or(b.len());
+            out.insert(text[i..end].trim_end_matches('-').to_string());
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn help(command: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vhdkit"))
+        .args([command, "--help"])
+        .output()
+        .expect("run vhdkit");
+    assert!(out.status.success(), "{command} --help");
+    String::from_utf8(out.stdout).expect("utf-8 help")
+}
+
+/// README's section for `command`: from its `### \`vhdkit COMMAND` heading
+/// to the next heading. Lines that quote another command's invocation
+/// (`vhdkit OTHER ...`) or a peer tool's (`cp --sparse`) are left out:
+/// their flags are not this command's.
+fn readme_section(readme: &str, command: &str) -> String {
+    let head = format!("### `vhdkit {command}");
+    let start = readme
+        .find(&head)
+        .unwrap_or_else(|| panic!("README has no section {head}"));
+    let rest = &readme[start + head.len()..];
+    let end = rest.find("\n#").unwrap_or(rest.len());
+    rest[..end]
+        .lines()
+        .filter(|line| !line.contains("cp --"))
+        .filter(|line| {
+            !COMMANDS
+                .iter()
+                .filter(|c| **c != command)
+                .any(|c| line.contains(&format!("vhdkit {c} ")))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn every_help_flag_is_in_readme_and_every_readme_flag_exists() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let ignore: BTreeSet<String> = ["--help", "--version"].map(String::from).into();
+    let mut problems = Vec::new();
+    for command in COMMANDS {
+        let shown: BTreeSet<String> = long_flags(&help(command))
+            .difference(&ignore)
+            .cloned()
+            .collect();
+        let named = long_flags(&readme_section(&readme, command));
+        for flag in shown.difference(&named) {
+            problems.push(format!("{command}: {flag} is in --help but not in README"));
+        }
+        for flag in named.difference(&shown) {
+            if !ignore.contains(flag) {
+                problems.push(format!(
+                    "{command}: README names {flag}, which --help does not show"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
