@@ -81,13 +81,14 @@ pub fn compact_with(
         }
         let locators = locator_payloads(&source, &header);
         let plan = plan::plan_dynamic(&footer, &header, &locators, &blocks)?;
-        let d = pipeline::run(
+        let d = pipeline::run_with(
             &plan,
             &DataSource::File(&source),
             out.file(),
             out.target(),
             digests,
             progress,
+            out.syncs(),
         )?;
         (plan, Kind::Differencing, d)
     } else {
@@ -97,13 +98,14 @@ pub fn compact_with(
         h.header_version = HEADER_VERSION;
         h.data_offset = HEADER_DATA_OFFSET;
         let plan = plan::plan_dynamic(&footer, &h, &[], &blocks)?;
-        let d = pipeline::run(
+        let d = pipeline::run_with(
             &plan,
             &DataSource::Disk(disk.as_ref()),
             out.file(),
             out.target(),
             digests,
             progress,
+            out.syncs(),
         )?;
         (plan, Kind::Dynamic, d)
     };

@@ -88,6 +88,9 @@ struct Stage<'f> {
     path: &'f std::path::Path,
     buf: Vec<u8>,
     start: u64,
+    /// Start writeback of each staged write (for an output that will be
+    /// fsynced); off for `--no-sync`, where the page cache keeps it.
+    early_writeback: bool,
 }
 
 impl Stage<'_> {
@@ -141,12 +144,14 @@ impl Stage<'_> {
         // Start writeback of what was just written, so the disk works while
         // the rest is read and hashed and the final fsync finds little left
         // to do (POSIX_FADV_DONTNEED writes dirty pages back asynchronously).
-        let _ = rustix::fs::fadvise(
-            self.file,
-            self.start,
-            std::num::NonZeroU64::new(self.buf.len() as u64),
-            rustix::fs::Advice::DontNeed,
-        );
+        if self.early_writeback {
+            let _ = rustix::fs::fadvise(
+                self.file,
+                self.start,
+                std::num::NonZeroU64::new(self.buf.len() as u64),
+                rustix::fs::Advice::DontNeed,
+            );
+        }
         self.start += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
@@ -169,7 +174,8 @@ impl Stage<'_> {
     }
 }
 
-/// Writes `plan` into `out` (a new, empty file) and digests the bytes.
+/// Writes `plan` into `out` (a new, empty file) and digests the bytes,
+/// starting writeback as it goes (the output is to be fsynced).
 pub fn run(
     plan: &Plan,
     source: &DataSource<'_>,
@@ -178,11 +184,27 @@ pub fn run(
     algos: &[Algo],
     progress: &dyn Progress,
 ) -> Result<Digests> {
+    run_with(plan, source, out, out_path, algos, progress, true)
+}
+
+/// [`run`], with early writeback only when `early_writeback` (an output
+/// that will be fsynced: the final fsync then finds little left to do;
+/// without one, writeback would only slow the run down).
+pub fn run_with(
+    plan: &Plan,
+    source: &DataSource<'_>,
+    out: &std::fs::File,
+    out_path: &std::path::Path,
+    algos: &[Algo],
+    progress: &dyn Progress,
+    early_writeback: bool,
+) -> Result<Digests> {
     let mut stage = Stage {
         file: out,
         path: out_path,
         buf: Vec::with_capacity(STAGE_BYTES),
         start: 0,
+        early_writeback,
     };
     std::thread::scope(|scope| -> Result<Digests> {
         let mut sink = DigestSink::start(scope, algos);

@@ -152,13 +152,14 @@ pub fn write_child(
     let plan = plan::plan_dynamic(&footer, &header, &locators, &blocks)?;
     let out = Output::create(output, &[input])?.no_sync(opts.no_sync);
     let view = ChangesOnly(o);
-    let digests = pipeline::run(
+    let digests = pipeline::run_with(
         &plan,
         &DataSource::Disk(&view),
         out.file(),
         out.target(),
         &[],
         progress,
+        out.syncs(),
     )?;
     out.commit()?;
     Ok(Report::new(
