@@ -10,25 +10,12 @@ mod common;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::vhdkit;
+use common::{have_tool as have, vhdkit};
 use vhdkit::format::foreign::{self, Foreign};
 
 const MIB: u64 = 1024 * 1024;
-
-fn have(tool: &str, probe: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg(probe)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        eprintln!("skipping: {tool} is not installed");
-    }
-    ok
-}
 
 fn sh(cmd: &str, args: &[&str]) {
     let out = Command::new(cmd).args(args).output().unwrap();

@@ -4,46 +4,19 @@
 //! and GPT, several sizes and starts, and the NOCHANGE cases.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use vhdkit::disk::device::{Device, FileDevice};
 use vhdkit::partition::{self, GrowRule};
 
 const MIB: u64 = 1024 * 1024;
 
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--help")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        eprintln!("skipping: {tool} is not installed");
-    }
-    ok
-}
+mod common;
+
+use common::{have_tool, run_tool};
 
 fn run_in(dir: &Path, cmd: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(cmd)
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    run_tool(Some(dir), cmd, args, stdin)
 }
 
 /// `sfdisk --json disk.img` run inside `dir`, so both copies show the same
@@ -159,7 +132,50 @@ fn compare(root: &Path, name: &str, c: &Case) -> bool {
 }
 
 fn tools() -> bool {
-    have("sfdisk") && have("growpart")
+    have_tool("sfdisk", "--version") && have_tool("growpart", "--help")
+}
+
+/// `(name, start, size, first disk bytes, grown disk bytes)`.
+type Sizes = (&'static str, u64, Option<u64>, u64, u64);
+
+/// Compares every case of `label`; the fudge cases must be NOCHANGE
+/// exactly when they grow by less than 2048 sectors. Returns the folder of
+/// the first case's vhdkit copy.
+fn compare_all(root: &Path, label: &'static str, cases: &[Sizes]) -> PathBuf {
+    for &(name, start, size, first_disk, grown_disk) in cases {
+        let c = Case {
+            label,
+            start,
+            size,
+            first_disk,
+            grown_disk,
+        };
+        let changed = compare(root, name, &c);
+        assert_eq!(
+            changed,
+            !matches!(name, "fudge-short" | "no-growth"),
+            "{name}"
+        );
+    }
+    root.join(cases[0].0).join("vhdkit")
+}
+
+/// The cases for one table kind: the issue's case first, then an odd disk
+/// size, a low start (63 for MBR, 34 for GPT), a partition filling its disk,
+/// growth of exactly the 1 MiB fudge (2048 sectors: grows), one sector less
+/// (NOCHANGE), and no growth at all.
+fn cases(issue: Sizes, low_start: u64) -> [Sizes; 7] {
+    // Ends at sector 40926 of a 20 MiB disk: its sectors - 34.
+    let fills = Some(40_926 - 2048 + 1);
+    [
+        issue,
+        ("odd-size", 2048, Some(8192), 20 * MIB, 100 * MIB + 7 * 512),
+        ("low-start", low_start, Some(10_000), 20 * MIB, 300 * MIB),
+        ("start-4096", 4096, None, 20 * MIB, 64 * MIB),
+        ("fudge-exact", 2048, fills, 20 * MIB, 20 * MIB + 2048 * 512),
+        ("fudge-short", 2048, fills, 20 * MIB, 20 * MIB + 2047 * 512),
+        ("no-growth", 2048, None, 20 * MIB, 20 * MIB),
+    ]
 }
 
 #[test]
@@ -168,45 +184,9 @@ fn mbr_matches_growpart() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
-    let cases = [
-        // The issue's case: 2 GiB, start 2048, to 4192223 sectors.
-        ("2g", 2048, Some(8192), 20 * MIB, 2048 * MIB),
-        ("odd-size", 2048, Some(8192), 20 * MIB, 100 * MIB + 7 * 512),
-        ("start-63", 63, Some(10_000), 20 * MIB, 300 * MIB),
-        ("start-4096", 4096, None, 20 * MIB, 64 * MIB),
-        // Growth of exactly the fudge (2048 sectors) changes; one less does not.
-        (
-            "fudge-exact",
-            2048,
-            Some(38_879),
-            20 * MIB,
-            20 * MIB + 2048 * 512,
-        ),
-        (
-            "fudge-short",
-            2048,
-            Some(38_879),
-            20 * MIB,
-            20 * MIB + 2047 * 512,
-        ),
-        ("no-growth", 2048, None, 20 * MIB, 20 * MIB),
-    ];
-    for (name, start, size, first, grown) in cases {
-        let c = Case {
-            label: "dos",
-            start,
-            size,
-            first_disk: first,
-            grown_disk: grown,
-        };
-        let changed = compare(root.path(), name, &c);
-        assert_eq!(
-            changed,
-            !matches!(name, "fudge-short" | "no-growth"),
-            "{name}"
-        );
-    }
-    let v = sfdisk_json(&root.path().join("2g/vhdkit"));
+    // The issue's case: 2 GiB, start 2048, to 4192223 sectors.
+    let issue = ("2g", 2048, Some(8192), 20 * MIB, 2048 * MIB);
+    let v = sfdisk_json(&compare_all(root.path(), "dos", &cases(issue, 63)));
     assert_eq!(v["partitiontable"]["partitions"][0]["size"], 4_192_223);
 }
 
@@ -216,31 +196,8 @@ fn gpt_matches_growpart() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
-    let cases = [
-        // The issue's case: 10 GiB, start 2048, to 20969439 sectors.
-        ("10g", 2048, Some(8192), 20 * MIB, 10 * 1024 * MIB),
-        ("odd-size", 2048, Some(8192), 20 * MIB, 100 * MIB + 7 * 512),
-        ("start-34", 34, Some(10_000), 20 * MIB, 300 * MIB),
-        ("start-4096", 4096, None, 20 * MIB, 64 * MIB),
-        ("fudge-exact", 2048, Some(38_879), 20 * MIB, 20 * MIB + 2048 * 512),
-        ("fudge-short", 2048, Some(38_879), 20 * MIB, 20 * MIB + 2047 * 512),
-        ("no-growth", 2048, None, 20 * MIB, 20 * MIB),
-    ];
-    for (name, start, size, first, grown) in cases {
-        let c = Case {
-            label: "gpt",
-            start,
-            size,
-            first_disk: first,
-            grown_disk: grown,
-        };
-        let changed = compare(root.path(), name, &c);
-        assert_eq!(
-            changed,
-            !matches!(name, "fudge-short" | "no-growth"),
-            "{name}"
-        );
-    }
-    let v = sfdisk_json(&root.path().join("10g/vhdkit"));
+    // The issue's case: 10 GiB, start 2048, to 20969439 sectors.
+    let issue = ("10g", 2048, Some(8192), 20 * MIB, 10 * 1024 * MIB);
+    let v = sfdisk_json(&compare_all(root.path(), "gpt", &cases(issue, 34)));
     assert_eq!(v["partitiontable"]["partitions"][0]["size"], 20_969_439);
 }
