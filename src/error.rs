@@ -8,6 +8,7 @@
 //! | `corrupt` | [`Error::Corrupt`]: a structure is damaged | 2 |
 //! | `unsupported` | [`Error::Unsupported`]: valid, but not handled | 2 |
 //! | `not_vhd` | [`Error::NotVhd`]: not a VHD at all | 2 |
+//! | `foreign` | [`Error::Foreign`]: another image format (qcow2, VMDK, VHDX, ...) | 2 |
 //! | `parent` | [`Error::Parent`]: a differencing parent is missing or wrong | 2 |
 //! | `usage` | [`Error::Usage`]: the arguments do not make sense | 2 |
 //! | `interrupted` | [`Error::Interrupted`]: SIGINT or SIGTERM | 130 |
@@ -62,6 +63,14 @@ pub enum Error {
     /// The file is not a VHD at all.
     #[error("{}{detail}", at(path))]
     NotVhd { path: PathBuf, detail: String },
+    /// The file is another image format (qcow2, VMDK, VHDX, ...): reading
+    /// it as a raw disk would take the container's bytes for the disk.
+    #[error("{} is {format}, not a VHD or a raw disk: {fix}", path.display())]
+    Foreign {
+        path: PathBuf,
+        format: String,
+        fix: String,
+    },
     /// A differencing disk's parent could not be found or does not match.
     #[error("{}{what}", at(path))]
     Parent { path: PathBuf, what: String },
@@ -189,6 +198,7 @@ impl Error {
             Error::Corrupt { .. } => "corrupt",
             Error::Unsupported { .. } => "unsupported",
             Error::NotVhd { .. } => "not_vhd",
+            Error::Foreign { .. } => "foreign",
             Error::Parent { .. } => "parent",
             Error::Check { .. } => "check",
             Error::Refused { .. } => "refused",
@@ -204,6 +214,7 @@ impl Error {
             | Error::Corrupt { path, .. }
             | Error::Unsupported { path, .. }
             | Error::NotVhd { path, .. }
+            | Error::Foreign { path, .. }
             | Error::Parent { path, .. }
             | Error::Check { path, .. }
             | Error::Refused { path, .. } => path.as_path(),

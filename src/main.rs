@@ -16,6 +16,17 @@ use vhdkit::report::{error_json, Outcome};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How to take an input without a VHD footer: `auto` refuses other image
+    /// formats (qcow2, VMDK, VHDX, VDI, QED, Parallels, LUKS, ISO 9660);
+    /// `raw` reads it as a raw disk whatever its first bytes look like.
+    #[arg(long, global = true, value_enum, default_value_t = InputFormatArg::Auto)]
+    input_format: InputFormatArg,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum InputFormatArg {
+    Auto,
+    Raw,
 }
 
 #[derive(Subcommand)]
@@ -31,19 +42,58 @@ enum Command {
     Preflight(preflight::Args),
 }
 
-/// Runs the command; also says whether its output is JSON.
-fn run(command: Command) -> (bool, vhdkit::Result<Outcome>) {
-    match command {
-        Command::Info(a) => (a.out.json, info::run(a)),
-        Command::Check(a) => (a.out.json, check::run(a)),
-        Command::Repair(a) => (a.output.json, repair::run(a)),
-        Command::Convert(a) => (a.write.out.json, convert::run(a)),
-        Command::Compact(a) => (a.write.out.json, compact::run(a)),
-        Command::Expand(a) => (a.out.json, expand::run(a)),
-        Command::Checksum(a) => (a.out.json, checksum::run(a)),
-        Command::Bench(a) => (a.out.json, bench::run(a)),
-        Command::Preflight(a) => (a.out.json, preflight::run(a)),
+impl Command {
+    /// The image a command reads as a disk (refused when it is another
+    /// image format); `info` names such formats instead.
+    fn disk_input(&self) -> Option<&std::path::Path> {
+        match self {
+            Command::Check(a) => Some(&a.image),
+            Command::Repair(a) => Some(&a.image),
+            Command::Preflight(a) => Some(&a.image),
+            Command::Convert(a) => Some(&a.input),
+            Command::Compact(a) => Some(&a.input),
+            Command::Expand(a) => Some(&a.input),
+            Command::Bench(a) => a.image.as_deref(),
+            Command::Info(_) | Command::Checksum(_) => None,
+        }
     }
+
+    fn json(&self) -> bool {
+        match self {
+            Command::Info(a) => a.out.json,
+            Command::Check(a) => a.out.json,
+            Command::Repair(a) => a.output.json,
+            Command::Convert(a) => a.write.out.json,
+            Command::Compact(a) => a.write.out.json,
+            Command::Expand(a) => a.out.json,
+            Command::Checksum(a) => a.out.json,
+            Command::Bench(a) => a.out.json,
+            Command::Preflight(a) => a.out.json,
+        }
+    }
+}
+
+/// Runs the command, after refusing an input in another image format;
+/// also says whether its output is JSON.
+fn run(command: Command) -> (bool, vhdkit::Result<Outcome>) {
+    if let Some(input) = command.disk_input() {
+        if let Err(e) = vhdkit::disk::refuse_foreign(input) {
+            return (command.json(), Err(e));
+        }
+    }
+    let json = command.json();
+    let result = match command {
+        Command::Info(a) => info::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Repair(a) => repair::run(a),
+        Command::Convert(a) => convert::run(a),
+        Command::Compact(a) => compact::run(a),
+        Command::Expand(a) => expand::run(a),
+        Command::Checksum(a) => checksum::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::Preflight(a) => preflight::run(a),
+    };
+    (json, result)
 }
 
 /// The one place an outcome or an error becomes an exit status: the
@@ -94,6 +144,10 @@ fn main() -> ExitCode {
     };
     // Ctrl-C stops a write cleanly: the temporary output is removed.
     let _ = vhdkit::pipeline::stop_on_interrupt();
+    vhdkit::disk::set_input_format(match cli.input_format {
+        InputFormatArg::Auto => vhdkit::disk::InputFormat::Auto,
+        InputFormatArg::Raw => vhdkit::disk::InputFormat::Raw,
+    });
     let (json, result) = run(cli.command);
     if !print(json, &result) {
         // A closed stdout (`| head`) ends the program quietly.

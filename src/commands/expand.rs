@@ -16,8 +16,10 @@ use crate::{Error, Result};
 pub enum RuleArg {
     /// Nova's XenAPI driver: same start, end at the last sector (GPT: last usable LBA).
     Nova,
-    /// cloud-utils growpart: end at most 34 sectors before the end, length in whole MiB.
+    /// cloud-utils growpart since mid-2026: end at most 34 sectors before the end, length in whole MiB.
     Growpart,
+    /// cloud-utils growpart 0.33 (Debian 12, Ubuntu): end at disk sectors - 34, no MiB rounding.
+    GrowpartLegacy,
 }
 
 /// Simulate auto_disk_config: grow the disk, its partition and its
@@ -69,6 +71,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         rule: match args.rule {
             RuleArg::Nova => GrowRule::Nova,
             RuleArg::Growpart => GrowRule::Growpart,
+            RuleArg::GrowpartLegacy => GrowRule::GrowpartLegacy,
         },
         to: args.to.into(),
         disk_only: args.disk_only,

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::disk::{detect, parent, Kind, Source, MAX_CHAIN_DEPTH};
+use crate::disk::{detect, detect_foreign, parent, Kind, Source, MAX_CHAIN_DEPTH};
 use crate::format::footer::{qemu_size, qemu_uses_chs};
+use crate::format::foreign::ForeignInfo;
 use crate::format::time::rfc3339;
 use crate::format::{fourcc, DiskType, Footer, Layout, PlatformCode};
 use crate::report::size_text;
@@ -90,6 +91,10 @@ pub struct Info {
     pub allocated_bytes: Option<u64>,
     pub batmap: Option<bool>,
     pub parent: Option<ParentInfo>,
+    /// Another image format (qcow2, VMDK, VHDX, ...) recognised from the
+    /// file's first bytes; `disk_type` and `virtual_size` then say how
+    /// `--input-format raw` would read it.
+    pub foreign_format: Option<ForeignInfo>,
 }
 
 fn host_os(code: u32) -> String {
@@ -139,6 +144,7 @@ fn info_at_depth(path: &Path, depth: usize) -> Result<Info> {
             allocated_bytes: None,
             batmap: None,
             parent: None,
+            foreign_format: detect_foreign(bytes).map(|f| f.info(path)),
         });
     };
     let f: &Footer = &layout.footer;
@@ -199,6 +205,7 @@ fn info_at_depth(path: &Path, depth: usize) -> Result<Info> {
             .map(|(h, n)| n * u64::from(h.block_size)),
         batmap: parts.map(|p| p.batmap.is_some()),
         parent,
+        foreign_format: None,
     })
 }
 
@@ -277,8 +284,19 @@ impl Info {
             let _ = writeln!(out, "{indent}{k:<22} {v}");
         };
         row("file", self.path.display().to_string());
-        row("disk type", self.disk_type.name().to_string());
-        row("virtual size", size_text(self.virtual_size));
+        match &self.foreign_format {
+            Some(f) => {
+                row(
+                    "format",
+                    format!("{}, not a VHD or a raw disk", f.description),
+                );
+                row("fix", f.fix.clone());
+            }
+            None => {
+                row("disk type", self.disk_type.name().to_string());
+                row("virtual size", size_text(self.virtual_size));
+            }
+        }
         row("file size", size_text(self.file_size));
         if let (Some(cur), Some(orig), Some(chs), Some(g), Some(s)) = (
             self.current_size,

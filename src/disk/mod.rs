@@ -14,11 +14,13 @@ pub mod parent;
 pub mod source;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
 pub use source::Source;
 
+use crate::format::foreign::{self, Foreign};
 use crate::format::{image::has_head_footer, image::tail_footer_kind, DiskType, TailFooter};
 use crate::{Error, Result};
 
@@ -146,8 +148,70 @@ pub(crate) fn check_range(path: &Path, offset: u64, len: usize, size: u64) -> Re
     }
 }
 
+/// How a file without a VHD footer is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InputFormat {
+    /// A raw disk, unless its first bytes are another image format's
+    /// (qcow2, VMDK, VHDX, ...): then it is refused ([`Error::Foreign`]).
+    #[default]
+    Auto,
+    /// A raw disk, whatever its first bytes look like (`--input-format raw`).
+    Raw,
+}
+
+/// The binary's `--input-format raw`, for every open of this process.
+static FORCE_RAW: AtomicBool = AtomicBool::new(false);
+
+/// Sets how [`open`] and [`refuse_foreign`] take files without a VHD footer
+/// in this process (the command line's `--input-format`).
+pub fn set_input_format(format: InputFormat) {
+    FORCE_RAW.store(format == InputFormat::Raw, Ordering::Relaxed);
+}
+
+fn input_format() -> InputFormat {
+    if FORCE_RAW.load(Ordering::Relaxed) {
+        InputFormat::Raw
+    } else {
+        InputFormat::Auto
+    }
+}
+
+/// The foreign format of a file that is not a VHD, from a bounded prefix of
+/// its bytes (`None`: a VHD, or a raw disk).
+pub fn detect_foreign(bytes: &[u8]) -> Option<Foreign> {
+    if detect(bytes).is_some() {
+        return None;
+    }
+    foreign::detect(bytes.get(..foreign::PREFIX_LEN).unwrap_or(bytes))
+}
+
+fn refuse_source(source: &Source) -> Result<()> {
+    if input_format() == InputFormat::Raw {
+        return Ok(());
+    }
+    match detect_foreign(source.bytes()) {
+        None => Ok(()),
+        Some(f) => Err(Error::Foreign {
+            path: source.path().to_path_buf(),
+            format: f.description(),
+            fix: f.fix(source.path()),
+        }),
+    }
+}
+
+/// Refuses a regular file that holds another image format (qcow2, VMDK,
+/// VHDX, VDI, QED, Parallels, LUKS, ISO 9660, a VHD header without footer),
+/// unless `--input-format raw` was given. Other paths (folders) pass.
+pub fn refuse_foreign(path: &Path) -> Result<()> {
+    if !path.is_file() {
+        return Ok(());
+    }
+    refuse_source(&Source::open(path)?)
+}
+
 /// Opens an image of any kind, following a differencing chain, and refuses
-/// what it cannot read correctly (damaged structures, a missing parent).
+/// what it cannot read correctly (damaged structures, a missing parent,
+/// another image format).
 pub fn open(path: &Path) -> Result<Box<dyn VirtualDisk>> {
     open_chain(path, &mut Vec::new())
 }
@@ -157,6 +221,7 @@ pub(crate) fn open_chain(
     seen: &mut Vec<std::path::PathBuf>,
 ) -> Result<Box<dyn VirtualDisk>> {
     let source = Source::open(path)?;
+    refuse_source(&source)?;
     match detect(source.bytes()) {
         None => Ok(Box::new(flat::FlatDisk::raw(source))),
         Some(DiskType::Fixed) => Ok(Box::new(flat::FlatDisk::fixed(source)?)),

@@ -5,11 +5,13 @@
 //! and the CHS geometry algorithm. Nothing here touches a file: callers read a
 //! region once and hand the slice over. Parsing checks only what is needed to
 //! make sense of the bytes (cookies, lengths); the rules a checker applies live
-//! in `check/`, so that a damaged structure can still be shown.
+//! in `check/`, so that a damaged structure can still be shown. `foreign`
+//! recognises the other image formats (qcow2, VMDK, VHDX, ...) by their magic.
 
 pub mod bat;
 pub mod batmap;
 pub mod footer;
+pub mod foreign;
 pub mod geometry;
 pub mod header;
 pub mod image;

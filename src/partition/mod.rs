@@ -15,6 +15,7 @@
 //! byte we do not mean to change, and lets the plan be pure data.
 
 pub mod gpt;
+pub mod growpart;
 pub mod mbr;
 
 use std::collections::BTreeSet;
@@ -587,10 +588,15 @@ pub enum GrowRule {
     /// Nova XenAPI: same start, end at the last sector of the disk (GPT: the
     /// last usable LBA).
     Nova,
-    /// cloud-utils growpart: end before the next partition, at most
-    /// disk sectors − 34 (GPT: the last usable LBA), length rounded down to
-    /// whole MiB; no change unless it grows by at least 1 MiB.
+    /// cloud-utils growpart as upstream has it since mid-2026: end before
+    /// the next partition, at most disk sectors − 34 (GPT: the last usable
+    /// LBA), length rounded down to whole MiB; no change unless it grows by
+    /// at least 1 MiB.
     Growpart,
+    /// growpart 0.33 (Debian 12, Ubuntu): the same without the MiB rounding
+    /// (see [`growpart`]).
+    #[serde(rename = "growpart-legacy")]
+    GrowpartLegacy,
 }
 
 /// The exact bytes that grow partition 1, with the tables before and after.
@@ -651,12 +657,16 @@ fn unsupported(
 /// The growpart rule for a partition `start..=old_end` whose space ends at
 /// `max_end` (already capped by the table's own limits).
 fn growpart_end(
+    rule: GrowRule,
     start: u64,
     old_end: u64,
     mut max_end: u64,
     disk_sectors: u64,
     max_len: u64,
 ) -> Option<u64> {
+    if rule == GrowRule::GrowpartLegacy {
+        return growpart::legacy_end(start, old_end, max_end, disk_sectors, max_len);
+    }
     let pad_limit = disk_sectors.checked_sub(GROWPART_GPT_SECOND_SIZE)?;
     if max_end > pad_limit {
         max_end = pad_limit.checked_sub(1)?;
@@ -772,12 +782,12 @@ fn plan_mbr(
             }
             end
         }
-        GrowRule::Growpart => {
+        GrowRule::Growpart | GrowRule::GrowpartLegacy => {
             let max_end = (new_sectors - 1).min(GROWPART_MBR_MAX_END);
             if new_sectors > GROWPART_MBR_MAX_END {
                 notes.push("MBR disk larger than 2 TiB: the space beyond is left unused".into());
             }
-            match growpart_end(start, part.end_lba, max_end, new_sectors, max_len) {
+            match growpart_end(rule, start, part.end_lba, max_end, new_sectors, max_len) {
                 Some(e) => e,
                 None => {
                     notes.push(format!(
@@ -865,8 +875,15 @@ fn plan_gpt(
     let start = part.start_lba;
     let new_end = match rule {
         GrowRule::Nova => new_last_usable,
-        GrowRule::Growpart => {
-            match growpart_end(start, part.end_lba, new_last_usable, new_sectors, u64::MAX) {
+        GrowRule::Growpart | GrowRule::GrowpartLegacy => {
+            match growpart_end(
+                rule,
+                start,
+                part.end_lba,
+                new_last_usable,
+                new_sectors,
+                u64::MAX,
+            ) {
                 Some(e) => e,
                 None => {
                     notes.push(format!(

@@ -1050,3 +1050,43 @@ pub fn error_codes(json: &serde_json::Value) -> Vec<String> {
     codes.dedup();
     codes
 }
+
+/// Whether `tool` runs (`tool probe`); prints a skip note when it does not.
+pub fn have_tool(tool: &str, probe: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg(probe)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !ok {
+        eprintln!("skipping: {tool} is not installed");
+    }
+    ok
+}
+
+/// Runs `cmd args` (in `dir` when given) with `stdin` fed in; its output.
+pub fn run_tool(
+    dir: Option<&Path>,
+    cmd: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut command = Command::new(cmd);
+    if let Some(d) = dir {
+        command.current_dir(d);
+    }
+    let mut child = command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    if let (Some(text), Some(mut input)) = (stdin, child.stdin.take()) {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
