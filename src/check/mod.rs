@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::disk::{parent, Source, MAX_CHAIN_DEPTH};
+use crate::disk::{Chain, LinkError, ParentOptions};
+use crate::format::header::LOCATORS_OFFSET;
 use crate::format::{DiskType, Layout};
 use crate::{Error, Result};
 
@@ -105,17 +106,19 @@ pub struct Options {
     /// The time "now" for the future-timestamp rule (seconds since the Unix
     /// epoch); `None` for the system clock.
     pub now_unix: Option<i64>,
+    /// Where parents may be looked for beyond the child's folder.
+    pub parents: ParentOptions,
 }
 
 /// Checks the VHD at `path` and, link by link, its parents. An `Err` means
 /// the file cannot be read as a VHD at all (exit status 2).
 pub fn check_path(path: &Path, options: &Options) -> Result<Report> {
     let mut findings = Vec::new();
-    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut chain = Chain::new(&options.parents);
     let mut current = path.to_path_buf();
     let mut child_size: Option<u64> = None;
     loop {
-        let source = Source::open(&current)?;
+        let source = chain.open_source(&current)?;
         let layout = Layout::parse(source.bytes()).ok_or_else(|| Error::NotVhd {
             path: current.clone(),
             detail: not_a_vhd_message(source.bytes()),
@@ -139,7 +142,7 @@ pub fn check_path(path: &Path, options: &Options) -> Result<Report> {
                 );
             }
         }
-        let next = next_link(&mut f, &current, &layout, source.bytes(), &mut seen);
+        let next = next_link(&mut f, &current, &layout, source.bytes(), &mut chain);
         findings.extend(f.list);
         match next {
             Some(p) => {
@@ -175,61 +178,28 @@ fn next_link(
     current: &Path,
     layout: &Layout,
     bytes: &[u8],
-    seen: &mut Vec<PathBuf>,
+    chain: &mut Chain,
 ) -> Option<PathBuf> {
     if layout.disk_type() != Some(DiskType::Differencing) {
         return None;
     }
     let parts = layout.dynamic.as_ref()?.as_ref().ok()?;
     let header = &parts.header;
-    let canonical = std::fs::canonicalize(current).unwrap_or_else(|_| current.to_path_buf());
-    seen.push(canonical);
-    let res = parent::resolve(current, bytes, header);
-    let Some(found) = res.found.clone() else {
-        f.error(
-            "PARENT_NOT_FOUND",
-            parts.header_offset + 64,
-            res.not_found_message(header),
-        );
-        return None;
-    };
-    let found_canonical = std::fs::canonicalize(&found).unwrap_or_else(|_| found.clone());
-    if seen.contains(&found_canonical) {
-        f.error(
-            "PARENT_LOOP",
-            parts.header_offset + 576,
-            format!(
-                "parent {} is already in the chain: the chain loops",
-                found.display()
-            ),
-        );
-        return None;
-    }
-    if seen.len() >= MAX_CHAIN_DEPTH {
-        f.error(
-            "CHAIN_TOO_DEEP",
-            parts.header_offset + 576,
-            format!("the chain has more than {MAX_CHAIN_DEPTH} links"),
-        );
-        return None;
-    }
-    match parent::parent_unique_id(&found) {
-        Ok(id) if id == header.parent_unique_id => Some(found),
-        Ok(id) => {
-            f.error(
-                "PARENT_ID_MISMATCH",
-                parts.header_offset + 40,
-                format!(
-                    "parent unique id: found {} in {}, expected {} (the child's header)",
-                    uuid::Uuid::from_bytes(id),
-                    found.display(),
-                    uuid::Uuid::from_bytes(header.parent_unique_id)
-                ),
-            );
-            None
-        }
+    chain.enter(current);
+    let (res, found) = chain.parent_of(current, bytes, header);
+    match found {
+        Ok(p) => Some(p),
         Err(e) => {
-            f.error("PARENT_NOT_VHD", parts.header_offset + 64, e.to_string());
+            let field = match e {
+                LinkError::IdMismatch { .. } => 40,
+                LinkError::Loop { .. } | LinkError::TooDeep { .. } => LOCATORS_OFFSET as u64,
+                _ => 64,
+            };
+            f.error(
+                e.code(),
+                parts.header_offset + field,
+                e.message(&res, header),
+            );
             None
         }
     }
