@@ -515,6 +515,9 @@ fn check_dynamic(f: &mut Findings<'_>, layout: &Layout, parts: &DynamicParts, by
         },
     ];
     check_locators(f, parts, differencing, &end, &mut regions);
+    if differencing {
+        check_locator_paths(f, parts, bytes);
+    }
     if let Some(bm) = &parts.batmap {
         check_batmap(f, parts, bm, &end, &mut regions);
     }
@@ -626,6 +629,28 @@ fn check_locators(
             format!(
                 "differencing disk without any usable parent locator (parent name {:?})",
                 h.parent_name()
+            ),
+        );
+    }
+}
+
+/// Locators naming a parent outside the child's folder: followed only with
+/// the user's word (`--parent`, `--parent-dir`); Glance refuses such images.
+fn check_locator_paths(f: &mut Findings<'_>, parts: &DynamicParts, bytes: &[u8]) {
+    for (i, loc) in parts.header.parent_locators.iter().enumerate() {
+        let Some(stored) = crate::disk::parent::locator_text(bytes, loc) else {
+            continue;
+        };
+        if stored.is_empty() || !crate::disk::parent::is_outside(&stored) {
+            continue;
+        }
+        f.warn(
+            "PARENT_OUTSIDE",
+            parts.header_offset + (LOCATORS_OFFSET + 24 * i) as u64,
+            format!(
+                "locator {i} ({}) names a parent outside the child's folder: {}; it is not followed (only its file name is looked up beside the child) unless --parent or --parent-dir allows it",
+                loc.code().name(),
+                crate::format::escape_text(&stored)
             ),
         );
     }
