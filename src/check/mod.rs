@@ -36,7 +36,24 @@ pub struct Finding {
     /// Absolute byte offset of the structure or field at fault.
     pub offset: u64,
     pub message: String,
+    /// Set on the one finding that stands for the findings of this code
+    /// beyond the first [`FOLD_AFTER`] (of one file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folded: Option<Folded>,
 }
+
+/// Findings of one code beyond the first [`FOLD_AFTER`], folded into one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Folded {
+    /// How many findings were folded.
+    pub count: u64,
+    pub first_offset: u64,
+    pub last_offset: u64,
+}
+
+/// Findings of one code (per file) listed in full; the rest are folded, so
+/// that check's memory and output stay bounded whatever the image says.
+pub const FOLD_AFTER: usize = 20;
 
 /// The result of checking one file and, for a differencing disk, its chain.
 #[derive(Debug, Clone, Serialize)]
@@ -76,7 +93,9 @@ impl Report {
 /// Collects findings for one file.
 pub(crate) struct Findings<'a> {
     file: &'a Path,
-    pub list: Vec<Finding>,
+    list: Vec<Finding>,
+    /// Per code: findings listed, and the fold of the ones beyond.
+    counts: Vec<(&'static str, usize, Severity, Option<Folded>)>,
     /// Drops mapped pages a rule has finished reading (resident memory stays
     /// small while scanning every block's bitmap).
     pub release: &'a dyn Fn(u64, u64),
@@ -90,13 +109,56 @@ impl Findings<'_> {
         self.push(code, Severity::Warning, offset, message.into());
     }
     fn push(&mut self, code: &'static str, severity: Severity, offset: u64, message: String) {
-        self.list.push(Finding {
-            code,
-            severity,
-            file: self.file.to_path_buf(),
-            offset,
-            message,
+        let slot = match self
+            .counts
+            .iter()
+            .position(|c| c.0 == code && c.2 == severity)
+        {
+            Some(i) => &mut self.counts[i],
+            None => {
+                self.counts.push((code, 0, severity, None));
+                let last = self.counts.len() - 1;
+                &mut self.counts[last]
+            }
+        };
+        if slot.1 < FOLD_AFTER {
+            slot.1 += 1;
+            self.list.push(Finding {
+                code,
+                severity,
+                file: self.file.to_path_buf(),
+                offset,
+                message,
+                folded: None,
+            });
+            return;
+        }
+        let fold = slot.3.get_or_insert(Folded {
+            count: 0,
+            first_offset: offset,
+            last_offset: offset,
         });
+        fold.count += 1;
+        fold.last_offset = offset;
+    }
+
+    /// The findings, each code's fold last among its own.
+    fn finish(mut self) -> Vec<Finding> {
+        for (code, _, severity, fold) in std::mem::take(&mut self.counts) {
+            let Some(fold) = fold else { continue };
+            self.list.push(Finding {
+                code,
+                severity,
+                file: self.file.to_path_buf(),
+                offset: fold.first_offset,
+                message: format!(
+                    "{} more {code} finding(s) like the ones above, at offsets {:#x} to {:#x} (folded: only the first {FOLD_AFTER} of a code are listed)",
+                    fold.count, fold.first_offset, fold.last_offset
+                ),
+                folded: Some(fold),
+            });
+        }
+        self.list
     }
 }
 
@@ -127,8 +189,11 @@ pub fn check_path(path: &Path, options: &Options) -> Result<Report> {
         let mut f = Findings {
             file: &current,
             list: Vec::new(),
+            counts: Vec::new(),
             release: &release,
         };
+        // The layout holds its own copy of the BAT: drop the pages it read.
+        source.release(0, source.len());
         rules::check_layout(&mut f, &layout, source.bytes(), options);
         if let Some(size) = child_size {
             if layout.footer.current_size != size {
@@ -143,7 +208,7 @@ pub fn check_path(path: &Path, options: &Options) -> Result<Report> {
             }
         }
         let next = next_link(&mut f, &current, &layout, source.bytes(), &mut chain);
-        findings.extend(f.list);
+        findings.extend(f.finish());
         match next {
             Some(p) => {
                 child_size = Some(layout.footer.current_size);
