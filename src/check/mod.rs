@@ -229,9 +229,9 @@ pub fn not_a_vhd_message(bytes: &[u8]) -> String {
     } else {
         let tail = &bytes[n - 512.min(n)..];
         format!(
-            "not a VHD: footer at {:#x}: cookie: found {:?}, expected \"conectix\" (no footer copy at offset 0 either)",
+            "not a VHD: footer at {:#x}: cookie: found {}, expected \"conectix\" (no footer copy at offset 0 either)",
             n.saturating_sub(512),
-            String::from_utf8_lossy(&tail[..8])
+            crate::format::escape_bytes(&tail[..8])
         )
     }
 }

@@ -65,8 +65,10 @@ fn check_tail(f: &mut Findings<'_>, layout: &Layout) {
             layout.footer_offset,
             match &layout.tail_footer {
                 Err(e) => format!(
-                    "footer at the end of the file: cookie: found {}, expected {} (the copy at offset 0 is valid: `vhdkit repair` can restore it)",
-                    e.found, e.expected
+                    "footer at the end of the file: cookie: found {}, expected {}{}",
+                    e.found,
+                    e.expected,
+                    missing_footer_hint(layout)
                 ),
                 Ok(_) => "footer missing at the end of the file".to_string(),
             },
@@ -82,6 +84,28 @@ fn check_tail(f: &mut Findings<'_>, layout: &Layout) {
 }
 
 /// The footer's own rules, one function per field (vhd-util's set).
+/// What can be done about a missing footer, as `repair` decides it: the
+/// head copy is appended (or written over the last sector) only when the
+/// file still holds every structure its header points to.
+fn missing_footer_hint(layout: &Layout) -> String {
+    let head_valid =
+        matches!(&layout.head_footer, Some(Ok(h)) if h.checksum == h.computed_checksum());
+    let Some(end) = layout.structures_end() else {
+        return String::new();
+    };
+    let size = layout.file_size;
+    if size < end {
+        return format!(
+            "; the file is cut off: its blocks and tables end at {end:#x}, the file at {size:#x}, so {} bytes are missing and nothing can restore them",
+            end - size
+        );
+    }
+    if head_valid && (size == end || size >= end.saturating_add(FOOTER_SIZE_U64)) {
+        return " (the copy at offset 0 is valid and the file holds every block: `vhdkit repair` writes that copy as the footer, if nothing else is damaged)".to_string();
+    }
+    String::new()
+}
+
 fn check_footer(f: &mut Findings<'_>, footer: &Footer, at: u64, options: &Options) {
     footer_checksum(f, footer, at);
     footer_features(f, footer, at);
@@ -322,8 +346,8 @@ fn check_sizes(f: &mut Findings<'_>, footer: &Footer, layout: &Layout) {
             "SIZE_DISAGREE",
             at + field::DISK_GEOMETRY,
             format!(
-                "qemu reads this creator ({}) by geometry: {qemu} bytes, not current size {}",
-                crate::format::fourcc(footer.creator_application),
+                "qemu reads this creator ({}) by geometry: {qemu} bytes, not current size {}; `vhdkit convert IN OUT --creator win` keeps the current size, which qemu reads for that creator, so both agree",
+                escape_bytes(&footer.creator_application),
                 footer.current_size
             ),
         );

@@ -144,7 +144,7 @@ impl Footer {
                 structure: "footer",
                 field: "cookie",
                 offset,
-                found: format!("{:?}", String::from_utf8_lossy(&raw.cookie)),
+                found: super::escape_bytes(&raw.cookie),
                 expected: "\"conectix\"".into(),
             });
         }

@@ -253,7 +253,7 @@ impl DynamicHeader {
                 structure: "dynamic header",
                 field: "cookie",
                 offset,
-                found: format!("{:?}", String::from_utf8_lossy(&raw.cookie)),
+                found: super::escape_bytes(&raw.cookie),
                 expected: "\"cxsparse\"".into(),
             });
         }
