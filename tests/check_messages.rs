@@ -164,3 +164,74 @@ fn raw_bytes_in_messages_are_escaped() {
     assert!(r.stdout.contains("\\xfe\\xffconec"), "{}", r.stdout);
     assert!(!r.stdout.contains('\u{fffd}'), "{}", r.stdout);
 }
+
+fn qemu_opens(path: &Path) -> Option<(bool, String)> {
+    let out = std::process::Command::new("qemu-img")
+        .args(["info", "-f", "vpc"])
+        .arg(path)
+        .output()
+        .ok()?;
+    Some((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn what_qemu_will_not_open_fails_and_block_sizes_are_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    // A geometry larger than the table covers, for a creator qemu reads by
+    // geometry: "Page table too small".
+    let mut img = Spec::dynamic(4 * MIB, 2 << 20).creator("vpc").build();
+    img.set_footer(|f| f.geometry = vhdkit::format::Geometry::from_size(8 * MIB));
+    let path = img.write(dir.path(), "chs-big.vhd");
+    let (r, json) = check_json(&path);
+    assert_eq!(r.code, 1, "{json}");
+    assert_eq!(error_codes(&json), ["QEMU_PAGE_TABLE_TOO_SMALL"]);
+    match qemu_opens(&path) {
+        Some((ok, err)) => assert!(!ok && err.contains("Page table too small"), "{err}"),
+        None => eprintln!("note: qemu-img missing"),
+    }
+
+    // A bad footer checksum: qemu refuses too.
+    let mut img = golden_dynamic().build();
+    let at = img.footer_offset + 64;
+    let sum = img.get_u32(at);
+    img.put_u32(at, sum ^ 1);
+    img.put_u32(64, sum ^ 1);
+    let path = img.write(dir.path(), "sum.vhd");
+    let (_, json) = check_json(&path);
+    assert!(
+        error_codes(&json).contains(&"FOOTER_CHECKSUM".to_string()),
+        "{json}"
+    );
+    if let Some((ok, err)) = qemu_opens(&path) {
+        assert!(!ok, "qemu opened a bad checksum: {err}");
+    }
+
+    // Block sizes: 2 KiB is an error (qemu reads different data), 64 KiB a
+    // Hyper-V warning, 2 MiB clean.
+    for (bs, code, severity) in [
+        (2048u32, "BLOCK_SIZE_QEMU", "error"),
+        (64 << 10, "BLOCK_SIZE_HYPERV", "warning"),
+    ] {
+        let path = Spec::dynamic(GOLDEN_SIZE, bs)
+            .build()
+            .write(dir.path(), &format!("bs{bs}.vhd"));
+        let (_, json) = check_json(&path);
+        let found = codes(&json, code);
+        assert_eq!(found.len(), 1, "{bs}: {json}");
+        assert_eq!(found[0]["severity"], severity);
+    }
+    let path = Spec::dynamic(GOLDEN_SIZE, 2 << 20)
+        .build()
+        .write(dir.path(), "bs2m.vhd");
+    let (r, json) = check_json(&path);
+    assert_eq!(r.code, 0);
+    assert!(json["findings"].as_array().unwrap().is_empty(), "{json}");
+    // The writer's gate.
+    use vhdkit::format::header::writable_block_size;
+    assert!(writable_block_size(2048, 256 << 20).is_err());
+    assert!(writable_block_size(3 << 12, 256 << 20).is_err());
+    assert_eq!(writable_block_size(4096, 256 << 20), Ok(4096));
+}
