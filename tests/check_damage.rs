@@ -26,8 +26,15 @@ fn golden_images_check_clean() {
         let (run, json) = check_json(&path);
         assert_eq!(run.code, 0, "{name}: {}", run.stdout);
         assert_eq!(json["ok"], true, "{name}");
+        // Only the warnings any such image gets: 64 KiB blocks (Hyper-V
+        // reads 512 KiB and 2 MiB only) and the child's absolute W2ku
+        // locator (outside its folder, as Windows writes it).
         let findings = json["findings"].as_array().unwrap();
-        assert!(findings.is_empty(), "{name}: {findings:?}");
+        let unexpected: Vec<_> = findings
+            .iter()
+            .filter(|f| f["code"] != "BLOCK_SIZE_HYPERV" && f["code"] != "PARENT_OUTSIDE")
+            .collect();
+        assert!(unexpected.is_empty(), "{name}: {findings:?}");
     }
 }
 
@@ -284,7 +291,12 @@ fn bat_entries_sharing_one_block_are_scanned_once() {
     let (run, json) = check_json(&path);
     assert_eq!(run.code, 1);
     assert_eq!(error_codes(&json), ["BAT_OVERLAP"]);
-    let findings = json["findings"].as_array().unwrap();
+    let findings: Vec<_> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] != "BLOCK_SIZE_HYPERV")
+        .collect();
     assert!(findings.len() <= 10, "{findings:?}");
     assert!(
         findings
@@ -353,7 +365,12 @@ fn findings_in_a_parent_name_the_parent() {
     let (run, json) = check_json(&child);
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert_eq!(error_codes(&json), ["HEADER_VERSION"]);
-    let f = &json["findings"][0];
+    let f = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["severity"] == "error")
+        .unwrap();
     assert_eq!(f["file"], parent_path.display().to_string());
     // The child itself has nothing to repair.
     let out = dir.path().join("out.vhd");

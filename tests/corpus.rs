@@ -125,7 +125,7 @@ fn dfvfs_fat_differential_names_the_paths_it_tried() {
         "fat-parent.vhd",
         "not found",
         "tried",
-        "/Projects/dfvfs/test_data/fat-parent.vhd",
+        "not followed",
         &beside.display().to_string(),
     ] {
         assert!(msg.contains(part), "{part:?} not in {msg}");

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::disk::{parent, Source, MAX_CHAIN_DEPTH};
+use crate::disk::{Chain, LinkError, ParentOptions};
+use crate::format::header::LOCATORS_OFFSET;
 use crate::format::{DiskType, Layout};
 use crate::{Error, Result};
 
@@ -35,7 +36,24 @@ pub struct Finding {
     /// Absolute byte offset of the structure or field at fault.
     pub offset: u64,
     pub message: String,
+    /// Set on the one finding that stands for the findings of this code
+    /// beyond the first [`FOLD_AFTER`] (of one file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folded: Option<Folded>,
 }
+
+/// Findings of one code beyond the first [`FOLD_AFTER`], folded into one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Folded {
+    /// How many findings were folded.
+    pub count: u64,
+    pub first_offset: u64,
+    pub last_offset: u64,
+}
+
+/// Findings of one code (per file) listed in full; the rest are folded, so
+/// that check's memory and output stay bounded whatever the image says.
+pub const FOLD_AFTER: usize = 20;
 
 /// The result of checking one file and, for a differencing disk, its chain.
 #[derive(Debug, Clone, Serialize)]
@@ -75,7 +93,9 @@ impl Report {
 /// Collects findings for one file.
 pub(crate) struct Findings<'a> {
     file: &'a Path,
-    pub list: Vec<Finding>,
+    list: Vec<Finding>,
+    /// Per code: findings listed, and the fold of the ones beyond.
+    counts: Vec<(&'static str, usize, Severity, Option<Folded>)>,
     /// Drops mapped pages a rule has finished reading (resident memory stays
     /// small while scanning every block's bitmap).
     pub release: &'a dyn Fn(u64, u64),
@@ -89,13 +109,56 @@ impl Findings<'_> {
         self.push(code, Severity::Warning, offset, message.into());
     }
     fn push(&mut self, code: &'static str, severity: Severity, offset: u64, message: String) {
-        self.list.push(Finding {
-            code,
-            severity,
-            file: self.file.to_path_buf(),
-            offset,
-            message,
+        let slot = match self
+            .counts
+            .iter()
+            .position(|c| c.0 == code && c.2 == severity)
+        {
+            Some(i) => &mut self.counts[i],
+            None => {
+                self.counts.push((code, 0, severity, None));
+                let last = self.counts.len() - 1;
+                &mut self.counts[last]
+            }
+        };
+        if slot.1 < FOLD_AFTER {
+            slot.1 += 1;
+            self.list.push(Finding {
+                code,
+                severity,
+                file: self.file.to_path_buf(),
+                offset,
+                message,
+                folded: None,
+            });
+            return;
+        }
+        let fold = slot.3.get_or_insert(Folded {
+            count: 0,
+            first_offset: offset,
+            last_offset: offset,
         });
+        fold.count += 1;
+        fold.last_offset = offset;
+    }
+
+    /// The findings, each code's fold last among its own.
+    fn finish(mut self) -> Vec<Finding> {
+        for (code, _, severity, fold) in std::mem::take(&mut self.counts) {
+            let Some(fold) = fold else { continue };
+            self.list.push(Finding {
+                code,
+                severity,
+                file: self.file.to_path_buf(),
+                offset: fold.first_offset,
+                message: format!(
+                    "{} more {code} finding(s) like the ones above, at offsets {:#x} to {:#x} (folded: only the first {FOLD_AFTER} of a code are listed)",
+                    fold.count, fold.first_offset, fold.last_offset
+                ),
+                folded: Some(fold),
+            });
+        }
+        self.list
     }
 }
 
@@ -105,17 +168,19 @@ pub struct Options {
     /// The time "now" for the future-timestamp rule (seconds since the Unix
     /// epoch); `None` for the system clock.
     pub now_unix: Option<i64>,
+    /// Where parents may be looked for beyond the child's folder.
+    pub parents: ParentOptions,
 }
 
 /// Checks the VHD at `path` and, link by link, its parents. An `Err` means
 /// the file cannot be read as a VHD at all (exit status 2).
 pub fn check_path(path: &Path, options: &Options) -> Result<Report> {
     let mut findings = Vec::new();
-    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut chain = Chain::new(&options.parents);
     let mut current = path.to_path_buf();
     let mut child_size: Option<u64> = None;
     loop {
-        let source = Source::open(&current)?;
+        let source = chain.open_source(&current)?;
         let layout = Layout::parse(source.bytes()).ok_or_else(|| Error::NotVhd {
             path: current.clone(),
             detail: not_a_vhd_message(source.bytes()),
@@ -124,8 +189,11 @@ pub fn check_path(path: &Path, options: &Options) -> Result<Report> {
         let mut f = Findings {
             file: &current,
             list: Vec::new(),
+            counts: Vec::new(),
             release: &release,
         };
+        // The layout holds its own copy of the BAT: drop the pages it read.
+        source.release(0, source.len());
         rules::check_layout(&mut f, &layout, source.bytes(), options);
         if let Some(size) = child_size {
             if layout.footer.current_size != size {
@@ -139,8 +207,8 @@ pub fn check_path(path: &Path, options: &Options) -> Result<Report> {
                 );
             }
         }
-        let next = next_link(&mut f, &current, &layout, source.bytes(), &mut seen);
-        findings.extend(f.list);
+        let next = next_link(&mut f, &current, &layout, source.bytes(), &mut chain);
+        findings.extend(f.finish());
         match next {
             Some(p) => {
                 child_size = Some(layout.footer.current_size);
@@ -161,9 +229,9 @@ pub fn not_a_vhd_message(bytes: &[u8]) -> String {
     } else {
         let tail = &bytes[n - 512.min(n)..];
         format!(
-            "not a VHD: footer at {:#x}: cookie: found {:?}, expected \"conectix\" (no footer copy at offset 0 either)",
+            "not a VHD: footer at {:#x}: cookie: found {}, expected \"conectix\" (no footer copy at offset 0 either)",
             n.saturating_sub(512),
-            String::from_utf8_lossy(&tail[..8])
+            crate::format::escape_bytes(&tail[..8])
         )
     }
 }
@@ -175,61 +243,28 @@ fn next_link(
     current: &Path,
     layout: &Layout,
     bytes: &[u8],
-    seen: &mut Vec<PathBuf>,
+    chain: &mut Chain,
 ) -> Option<PathBuf> {
     if layout.disk_type() != Some(DiskType::Differencing) {
         return None;
     }
     let parts = layout.dynamic.as_ref()?.as_ref().ok()?;
     let header = &parts.header;
-    let canonical = std::fs::canonicalize(current).unwrap_or_else(|_| current.to_path_buf());
-    seen.push(canonical);
-    let res = parent::resolve(current, bytes, header);
-    let Some(found) = res.found.clone() else {
-        f.error(
-            "PARENT_NOT_FOUND",
-            parts.header_offset + 64,
-            res.not_found_message(header),
-        );
-        return None;
-    };
-    let found_canonical = std::fs::canonicalize(&found).unwrap_or_else(|_| found.clone());
-    if seen.contains(&found_canonical) {
-        f.error(
-            "PARENT_LOOP",
-            parts.header_offset + 576,
-            format!(
-                "parent {} is already in the chain: the chain loops",
-                found.display()
-            ),
-        );
-        return None;
-    }
-    if seen.len() >= MAX_CHAIN_DEPTH {
-        f.error(
-            "CHAIN_TOO_DEEP",
-            parts.header_offset + 576,
-            format!("the chain has more than {MAX_CHAIN_DEPTH} links"),
-        );
-        return None;
-    }
-    match parent::parent_unique_id(&found) {
-        Ok(id) if id == header.parent_unique_id => Some(found),
-        Ok(id) => {
-            f.error(
-                "PARENT_ID_MISMATCH",
-                parts.header_offset + 40,
-                format!(
-                    "parent unique id: found {} in {}, expected {} (the child's header)",
-                    uuid::Uuid::from_bytes(id),
-                    found.display(),
-                    uuid::Uuid::from_bytes(header.parent_unique_id)
-                ),
-            );
-            None
-        }
+    chain.enter(current);
+    let (res, found) = chain.parent_of(current, bytes, header);
+    match found {
+        Ok(p) => Some(p),
         Err(e) => {
-            f.error("PARENT_NOT_VHD", parts.header_offset + 64, e.to_string());
+            let field = match e {
+                LinkError::IdMismatch { .. } => 40,
+                LinkError::Loop { .. } | LinkError::TooDeep { .. } => LOCATORS_OFFSET as u64,
+                _ => 64,
+            };
+            f.error(
+                e.code(),
+                parts.header_offset + field,
+                e.message(&res, header),
+            );
             None
         }
     }

@@ -5,24 +5,32 @@ use super::{Findings, Options};
 use crate::disk::dynamic::MAX_BLOCK_SIZE;
 use crate::format::bat::{bitmap_bit, table_size_bytes};
 use crate::format::footer::{
-    field_at, CHECKSUM_RANGE, FEATURE_RESERVED, FEATURE_TEMPORARY, FIXED_DATA_OFFSET,
-    FORMAT_VERSION, HIDDEN_OFFSET,
+    field, field_at, FEATURE_RESERVED, FEATURE_TEMPORARY, FIXED_DATA_OFFSET, FOOTER_SIZE_U64,
+    FORMAT_VERSION,
 };
-use crate::format::header::{HEADER_DATA_OFFSET, HEADER_SIZE_U64, HEADER_VERSION, LOCATORS_OFFSET};
+use crate::format::header::{
+    field as hfield, HEADER_DATA_OFFSET, HEADER_SIZE_U64, HEADER_VERSION, HYPERV_BLOCK_SIZES,
+    LOCATORS_OFFSET, MIN_INTEROP_BLOCK_SIZE, QEMU_MAX_TABLE_ENTRIES,
+};
 use crate::format::image::{DynamicParts, TailFooter};
+use crate::format::{escape_bytes, rfc3339, DynamicHeader, BAT_UNUSED};
 use crate::format::{
     geometry::MAX_GEOMETRY, Batmap, DiskType, Footer, Geometry, Layout, PlatformCode,
     MAX_VIRTUAL_SIZE, SECTOR_SIZE, VHD_EPOCH_UNIX,
 };
 
+use crate::format::bat::ENTRY_SIZE;
+use crate::format::batmap::field as bfield;
+use crate::format::batmap::BATMAP_HEADER_SIZE_U64;
+
 /// All rules for one file.
 pub(crate) fn check_layout(f: &mut Findings<'_>, layout: &Layout, bytes: &[u8], options: &Options) {
     check_tail(f, layout);
     if let Ok(footer) = &layout.tail_footer {
-        check_footer(f, footer, layout.footer_offset, bytes, options);
+        check_footer(f, footer, layout.footer_offset, options);
         check_sizes(f, footer, layout);
     } else if let Some(Ok(head)) = &layout.head_footer {
-        check_footer(f, head, 0, bytes, options);
+        check_footer(f, head, 0, options);
     }
     check_copies(f, layout);
     if let Some(dynamic) = &layout.dynamic {
@@ -57,8 +65,10 @@ fn check_tail(f: &mut Findings<'_>, layout: &Layout) {
             layout.footer_offset,
             match &layout.tail_footer {
                 Err(e) => format!(
-                    "footer at the end of the file: cookie: found {}, expected {} (the copy at offset 0 is valid: `vhdkit repair` can restore it)",
-                    e.found, e.expected
+                    "footer at the end of the file: cookie: found {}, expected {}{}",
+                    e.found,
+                    e.expected,
+                    missing_footer_hint(layout)
                 ),
                 Ok(_) => "footer missing at the end of the file".to_string(),
             },
@@ -73,33 +83,73 @@ fn check_tail(f: &mut Findings<'_>, layout: &Layout) {
     }
 }
 
-fn check_footer(f: &mut Findings<'_>, footer: &Footer, at: u64, _bytes: &[u8], options: &Options) {
-    let computed = footer.computed_checksum();
-    if footer.checksum != computed {
-        if footer.hidden() != 0 && footer.checksum == footer.computed_checksum_without_hidden() {
-            f.warn(
-                "FOOTER_CHECKSUM_HIDDEN",
-                at + CHECKSUM_RANGE.start as u64,
-                format!(
-                    "footer checksum {:#010x} was computed with XenServer's hidden byte (offset {HIDDEN_OFFSET}) as zero; tolerated",
-                    footer.checksum
-                ),
-            );
-        } else {
-            f.error(
-                "FOOTER_CHECKSUM",
-                at + 64,
-                format!(
-                    "footer checksum: stored {:#010x}, computed {computed:#010x}",
-                    footer.checksum
-                ),
-            );
-        }
+/// The footer's own rules, one function per field (vhd-util's set).
+/// What can be done about a missing footer, as `repair` decides it: the
+/// head copy is appended (or written over the last sector) only when the
+/// file still holds every structure its header points to.
+fn missing_footer_hint(layout: &Layout) -> String {
+    let head_valid =
+        matches!(&layout.head_footer, Some(Ok(h)) if h.checksum == h.computed_checksum());
+    let Some(end) = layout.structures_end() else {
+        return String::new();
+    };
+    let size = layout.file_size;
+    if size < end {
+        return format!(
+            "; the file is cut off: its blocks and tables end at {end:#x}, the file at {size:#x}, so {} bytes are missing and nothing can restore them",
+            end - size
+        );
     }
+    if head_valid && (size == end || size >= end.saturating_add(FOOTER_SIZE_U64)) {
+        return " (the copy at offset 0 is valid and the file holds every block: `vhdkit repair` writes that copy as the footer, if nothing else is damaged)".to_string();
+    }
+    String::new()
+}
+
+fn check_footer(f: &mut Findings<'_>, footer: &Footer, at: u64, options: &Options) {
+    footer_checksum(f, footer, at);
+    footer_features(f, footer, at);
+    footer_version(f, footer, at);
+    footer_timestamp(f, footer, at, options);
+    footer_disk_type(f, footer, at);
+    footer_unique_id(f, footer, at);
+    footer_saved_state(f, footer, at);
+    footer_reserved(f, footer, at);
+    footer_current_size(f, footer, at);
+}
+
+fn footer_checksum(f: &mut Findings<'_>, footer: &Footer, at: u64) {
+    let computed = footer.computed_checksum();
+    if footer.checksum == computed {
+        return;
+    }
+    if footer.hidden() != 0 && footer.checksum == footer.computed_checksum_without_hidden() {
+        f.warn(
+            "FOOTER_CHECKSUM_HIDDEN",
+            at + field::CHECKSUM,
+            format!(
+                "footer checksum {:#010x} was computed with XenServer's hidden byte (offset {}) as zero; tolerated",
+                footer.checksum,
+                field::HIDDEN
+            ),
+        );
+    } else {
+        f.error(
+            "FOOTER_CHECKSUM",
+            at + field::CHECKSUM,
+            format!(
+                "footer checksum: stored {:#010x}, computed {computed:#010x} (qemu refuses to open the image)",
+                footer.checksum
+            ),
+        );
+    }
+}
+
+fn footer_features(f: &mut Findings<'_>, footer: &Footer, at: u64) {
     if footer.features & FEATURE_RESERVED == 0 {
         f.error(
             "FOOTER_FEATURES",
-            at + 8,
+            at + field::FEATURES,
             format!(
                 "footer features: found {:#010x}, expected the reserved bit 0x2 set",
                 footer.features
@@ -109,80 +159,90 @@ fn check_footer(f: &mut Findings<'_>, footer: &Footer, at: u64, _bytes: &[u8], o
     if footer.features & !(FEATURE_RESERVED | FEATURE_TEMPORARY) != 0 {
         f.warn(
             "FOOTER_FEATURES",
-            at + 8,
+            at + field::FEATURES,
             format!(
                 "footer features: found {:#010x}, expected only bits 0x1 and 0x2",
                 footer.features
             ),
         );
     }
+}
+
+fn footer_version(f: &mut Findings<'_>, footer: &Footer, at: u64) {
     if footer.file_format_version != FORMAT_VERSION {
         f.error(
             "FOOTER_VERSION",
-            at + 12,
+            at + field::FILE_FORMAT_VERSION,
             format!(
                 "footer file format version: found {:#010x}, expected {FORMAT_VERSION:#010x}",
                 footer.file_format_version
             ),
         );
     }
+}
+
+fn footer_timestamp(f: &mut Findings<'_>, footer: &Footer, at: u64, options: &Options) {
     let now = options.now_unix.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
     });
-    let stamp = VHD_EPOCH_UNIX + i64::from(footer.time_stamp);
-    if stamp > now {
+    if VHD_EPOCH_UNIX + i64::from(footer.time_stamp) > now {
         f.warn(
             "FOOTER_TIMESTAMP",
-            at + 24,
+            at + field::TIME_STAMP,
             format!(
                 "footer timestamp {} ({}) is in the future",
                 footer.time_stamp,
-                crate::format::time::rfc3339(footer.time_stamp)
+                rfc3339(footer.time_stamp)
             ),
         );
     }
-    let disk_type = footer.disk_type();
-    match disk_type {
-        None => f.error(
-            "FOOTER_DISK_TYPE",
-            at + 60,
-            format!(
-                "footer disk type: found {}, expected 2 (fixed), 3 (dynamic) or 4 (differencing)",
-                footer.disk_type_code
-            ),
+}
+
+/// The disk type, and the data offset it implies.
+fn footer_disk_type(f: &mut Findings<'_>, footer: &Footer, at: u64) {
+    let data_offset = footer.data_offset;
+    let message = match footer.disk_type() {
+        None => {
+            f.error(
+                "FOOTER_DISK_TYPE",
+                at + field::DISK_TYPE,
+                format!(
+                    "footer disk type: found {}, expected 2 (fixed), 3 (dynamic) or 4 (differencing)",
+                    footer.disk_type_code
+                ),
+            );
+            return;
+        }
+        Some(DiskType::Fixed) if data_offset != FIXED_DATA_OFFSET => format!(
+            "footer data offset of a fixed disk: found {data_offset:#x}, expected 0xffffffffffffffff"
         ),
-        Some(DiskType::Fixed) if footer.data_offset != FIXED_DATA_OFFSET => f.error(
-            "FOOTER_DATA_OFFSET",
-            at + 16,
-            format!(
-                "footer data offset of a fixed disk: found {:#x}, expected 0xffffffffffffffff",
-                footer.data_offset
-            ),
+        Some(DiskType::Fixed) => return,
+        Some(_) if data_offset == FIXED_DATA_OFFSET => "footer data offset of a dynamic disk: found 0xffffffffffffffff, expected the dynamic header's offset (512)".to_string(),
+        Some(_) if data_offset % SECTOR_SIZE != 0 || data_offset < FOOTER_SIZE_U64 => format!(
+            "footer data offset: found {data_offset:#x}, expected a sector-aligned offset after the footer copy (512)"
         ),
-        Some(DiskType::Dynamic | DiskType::Differencing) if footer.data_offset == FIXED_DATA_OFFSET => f.error(
-            "FOOTER_DATA_OFFSET",
-            at + 16,
-            "footer data offset of a dynamic disk: found 0xffffffffffffffff, expected the dynamic header's offset (512)",
-        ),
-        Some(DiskType::Dynamic | DiskType::Differencing) if footer.data_offset % SECTOR_SIZE != 0 || footer.data_offset < 512 => f.error(
-            "FOOTER_DATA_OFFSET",
-            at + 16,
-            format!(
-                "footer data offset: found {:#x}, expected a sector-aligned offset after the footer copy (512)",
-                footer.data_offset
-            ),
-        ),
-        _ => {}
-    }
+        Some(_) => return,
+    };
+    f.error("FOOTER_DATA_OFFSET", at + field::DATA_OFFSET, message);
+}
+
+fn footer_unique_id(f: &mut Findings<'_>, footer: &Footer, at: u64) {
     if footer.unique_id == [0; 16] {
-        f.error("FOOTER_UNIQUE_ID", at + 68, "footer unique id is all zero");
+        f.error(
+            "FOOTER_UNIQUE_ID",
+            at + field::UNIQUE_ID,
+            "footer unique id is all zero",
+        );
     }
+}
+
+fn footer_saved_state(f: &mut Findings<'_>, footer: &Footer, at: u64) {
     if footer.saved_state > 1 {
         f.error(
             "FOOTER_SAVED_STATE",
-            at + 84,
+            at + field::SAVED_STATE,
             format!(
                 "footer saved state: found {}, expected 0 or 1",
                 footer.saved_state
@@ -191,35 +251,42 @@ fn check_footer(f: &mut Findings<'_>, footer: &Footer, at: u64, _bytes: &[u8], o
     } else if footer.saved_state == 1 {
         f.warn(
             "FOOTER_SAVED_STATE",
-            at + 84,
+            at + field::SAVED_STATE,
             "footer saved state is set: the disk belongs to a saved virtual machine",
         );
     }
+}
+
+/// Reserved bytes: zero, but for XenServer's hidden flag (0 or 1) in the first.
+fn footer_reserved(f: &mut Findings<'_>, footer: &Footer, at: u64) {
     if let Some(i) = footer.reserved.iter().skip(1).position(|&b| b != 0) {
+        let offset = field::HIDDEN + 1 + i as u64;
         f.warn(
             "FOOTER_RESERVED",
-            at + 86 + i as u64,
+            at + offset,
             format!(
-                "footer reserved bytes: found {:#04x} at reserved offset {}, expected zero",
-                footer.reserved[i + 1],
-                86 + i
+                "footer reserved bytes: found {:#04x} at footer offset {offset}, expected zero",
+                footer.reserved[i + 1]
             ),
         );
     }
     if footer.hidden() > 1 {
         f.warn(
             "FOOTER_HIDDEN",
-            at + HIDDEN_OFFSET as u64,
+            at + field::HIDDEN,
             format!(
                 "XenServer hidden flag: found {}, expected 0 or 1",
                 footer.hidden()
             ),
         );
     }
+}
+
+fn footer_current_size(f: &mut Findings<'_>, footer: &Footer, at: u64) {
     if footer.current_size % SECTOR_SIZE != 0 {
         f.error(
             "FOOTER_CURRENT_SIZE",
-            at + 48,
+            at + field::CURRENT_SIZE,
             format!(
                 "footer current size {}: expected a multiple of 512",
                 footer.current_size
@@ -229,7 +296,7 @@ fn check_footer(f: &mut Findings<'_>, footer: &Footer, at: u64, _bytes: &[u8], o
     if footer.current_size > MAX_VIRTUAL_SIZE {
         f.error(
             "FOOTER_CURRENT_SIZE",
-            at + 48,
+            at + field::CURRENT_SIZE,
             format!(
                 "footer current size {}: expected at most {MAX_VIRTUAL_SIZE} (2040 GiB, the VHD limit)",
                 footer.current_size
@@ -246,7 +313,7 @@ fn check_sizes(f: &mut Findings<'_>, footer: &Footer, layout: &Layout) {
     if footer.geometry != expected && footer.geometry != MAX_GEOMETRY {
         f.warn(
             "GEOMETRY",
-            at + 56,
+            at + field::DISK_GEOMETRY,
             format!(
                 "footer disk geometry: found {} ({chs} bytes), expected {expected} for current size {}",
                 footer.geometry, footer.current_size
@@ -256,7 +323,7 @@ fn check_sizes(f: &mut Findings<'_>, footer: &Footer, layout: &Layout) {
     if chs > footer.current_size && footer.geometry != MAX_GEOMETRY {
         f.warn(
             "GEOMETRY_TOO_LARGE",
-            at + 56,
+            at + field::DISK_GEOMETRY,
             format!(
                 "footer disk geometry {} covers {chs} bytes, more than current size {}",
                 footer.geometry, footer.current_size
@@ -266,7 +333,7 @@ fn check_sizes(f: &mut Findings<'_>, footer: &Footer, layout: &Layout) {
     if footer.original_size != footer.current_size {
         f.warn(
             "SIZE_DISAGREE",
-            at + 40,
+            at + field::ORIGINAL_SIZE,
             format!(
                 "original size {} differs from current size {}: Glance records the original, Hyper-V and qemu the current",
                 footer.original_size, footer.current_size
@@ -277,10 +344,10 @@ fn check_sizes(f: &mut Findings<'_>, footer: &Footer, layout: &Layout) {
     if qemu != footer.current_size {
         f.warn(
             "SIZE_DISAGREE",
-            at + 56,
+            at + field::DISK_GEOMETRY,
             format!(
-                "qemu reads this creator ({}) by geometry: {qemu} bytes, not current size {}",
-                crate::format::fourcc(footer.creator_application),
+                "qemu reads this creator ({}) by geometry: {qemu} bytes, not current size {}; `vhdkit convert IN OUT --creator win` keeps the current size, which qemu reads for that creator, so both agree",
+                escape_bytes(&footer.creator_application),
                 footer.current_size
             ),
         );
@@ -288,7 +355,7 @@ fn check_sizes(f: &mut Findings<'_>, footer: &Footer, layout: &Layout) {
     if footer.disk_type() == Some(DiskType::Fixed) && footer.current_size != layout.footer_offset {
         f.error(
             "FIXED_SIZE",
-            at + 48,
+            at + field::CURRENT_SIZE,
             format!(
                 "fixed disk: current size {}, but {} bytes of data precede the footer",
                 footer.current_size, layout.footer_offset
@@ -318,7 +385,7 @@ fn check_copies(f: &mut Findings<'_>, layout: &Layout) {
             if h.checksum != h.computed_checksum() && t.checksum == t.computed_checksum() {
                 f.error(
                     "FOOTER_COPY",
-                    64,
+                    field::CHECKSUM,
                     format!(
                         "footer copy at offset 0: checksum stored {:#010x}, computed {:#010x} (`vhdkit repair` can restore it from the end)",
                         h.checksum,
@@ -351,7 +418,7 @@ fn check_copies(f: &mut Findings<'_>, layout: &Layout) {
         }
         (Ok(h), Err(_)) if h.checksum != h.computed_checksum() => f.error(
             "FOOTER_COPY",
-            64,
+            field::CHECKSUM,
             format!(
                 "footer copy at offset 0: checksum stored {:#010x}, computed {:#010x}",
                 h.checksum,
@@ -401,106 +468,32 @@ struct Region {
 fn check_dynamic(f: &mut Findings<'_>, layout: &Layout, parts: &DynamicParts, bytes: &[u8]) {
     let h = &parts.header;
     let at = parts.header_offset;
-    let footer = &layout.footer;
     let end = End::of(layout);
-    let file_end = end.offset;
-    let computed = h.computed_checksum();
-    if h.checksum != computed {
-        f.error(
-            "HEADER_CHECKSUM",
-            at + 36,
-            format!(
-                "dynamic header checksum: stored {:#010x}, computed {computed:#010x}",
-                h.checksum
-            ),
-        );
-    }
-    if h.header_version != HEADER_VERSION {
-        f.error(
-            "HEADER_VERSION",
-            at + 24,
-            format!(
-                "dynamic header version: found {:#010x}, expected {HEADER_VERSION:#010x}",
-                h.header_version
-            ),
-        );
-    }
-    if h.data_offset != HEADER_DATA_OFFSET {
-        f.error(
-            "HEADER_DATA_OFFSET",
-            at + 8,
-            format!(
-                "dynamic header data offset: found {:#x}, expected 0xffffffffffffffff",
-                h.data_offset
-            ),
-        );
-    }
-    let bs = h.block_size;
-    let block_size_ok = bs.is_power_of_two() && (512..=MAX_BLOCK_SIZE).contains(&bs);
-    if !block_size_ok {
-        f.error(
-            "HEADER_BLOCK_SIZE",
-            at + 32,
-            format!("dynamic header block size: found {bs}, expected a power of two from 512 to {MAX_BLOCK_SIZE}"),
-        );
-    }
-    if h.table_offset == 0 || h.table_offset % SECTOR_SIZE != 0 {
-        f.error(
-            "HEADER_TABLE_OFFSET",
-            at + 16,
-            format!(
-                "dynamic header table offset: found {:#x}, expected a non-zero multiple of 512",
-                h.table_offset
-            ),
-        );
-    }
-    let bat_len = table_size_bytes(u64::from(h.max_table_entries));
-    if h.table_offset.saturating_add(bat_len) > file_end {
-        f.error(
-            "BAT_OUTSIDE",
-            at + 16,
-            format!(
-                "BAT at {:#x} with {} entries ends at {:#x}, past {end}",
-                h.table_offset,
-                h.max_table_entries,
-                h.table_offset.saturating_add(bat_len)
-            ),
-        );
-    }
+    header_checksum(f, h, at);
+    header_version(f, h, at);
+    header_data_offset(f, h, at);
+    let block_size_ok = header_block_size(f, h, at);
+    header_table_offset(f, h, at, &end);
     if block_size_ok {
-        let needed = footer.current_size.div_ceil(u64::from(bs));
-        if u64::from(h.max_table_entries) < needed {
-            f.error(
-                "HEADER_TABLE_ENTRIES",
-                at + 28,
-                format!(
-                    "dynamic header max table entries: found {}, expected at least {needed} for current size {} and block size {bs}",
-                    h.max_table_entries, footer.current_size
-                ),
-            );
-        }
+        header_table_entries(f, &layout.footer, h, at);
+        qemu_open_rules(f, layout, parts);
     }
-    if h.reserved1 != 0 || h.reserved2.iter().any(|&b| b != 0) {
-        f.warn(
-            "HEADER_RESERVED",
-            at + 60,
-            "dynamic header reserved bytes are not zero",
-        );
-    }
-    let differencing = footer.disk_type() == Some(DiskType::Differencing);
+    header_reserved(f, h, at);
+    let differencing = layout.footer.disk_type() == Some(DiskType::Differencing);
     if differencing && h.parent_unique_id == [0; 16] {
         f.error(
             "HEADER_PARENT_ID",
-            at + 40,
+            at + hfield::PARENT_UNIQUE_ID,
             "differencing disk: parent unique id is all zero",
         );
     }
+    let bat_len = table_size_bytes(u64::from(h.max_table_entries));
 
     // Metadata regions: footer copy, header, BAT, locators, batmap.
     let mut regions = vec![
         Region {
             start: 0,
-            end: 512,
+            end: FOOTER_SIZE_U64,
             what: "footer copy".into(),
         },
         Region {
@@ -515,13 +508,187 @@ fn check_dynamic(f: &mut Findings<'_>, layout: &Layout, parts: &DynamicParts, by
         },
     ];
     check_locators(f, parts, differencing, &end, &mut regions);
+    if differencing {
+        check_locator_paths(f, parts, bytes);
+    }
     if let Some(bm) = &parts.batmap {
         check_batmap(f, parts, bm, &end, &mut regions);
     }
     if let Ok(bat) = &parts.bat {
         if block_size_ok {
-            check_blocks(f, layout, parts, bat, bytes, &regions, differencing);
+            let blocks = Blocks {
+                layout,
+                parts,
+                bat,
+                bytes,
+                differencing,
+            };
+            check_blocks(f, &blocks, &regions);
         }
+    }
+}
+
+fn header_checksum(f: &mut Findings<'_>, h: &DynamicHeader, at: u64) {
+    let computed = h.computed_checksum();
+    if h.checksum != computed {
+        f.error(
+            "HEADER_CHECKSUM",
+            at + hfield::CHECKSUM,
+            format!(
+                "dynamic header checksum: stored {:#010x}, computed {computed:#010x}",
+                h.checksum
+            ),
+        );
+    }
+}
+
+fn header_version(f: &mut Findings<'_>, h: &DynamicHeader, at: u64) {
+    if h.header_version != HEADER_VERSION {
+        f.error(
+            "HEADER_VERSION",
+            at + hfield::HEADER_VERSION,
+            format!(
+                "dynamic header version: found {:#010x}, expected {HEADER_VERSION:#010x}",
+                h.header_version
+            ),
+        );
+    }
+}
+
+fn header_data_offset(f: &mut Findings<'_>, h: &DynamicHeader, at: u64) {
+    if h.data_offset != HEADER_DATA_OFFSET {
+        f.error(
+            "HEADER_DATA_OFFSET",
+            at + hfield::DATA_OFFSET,
+            format!(
+                "dynamic header data offset: found {:#x}, expected 0xffffffffffffffff",
+                h.data_offset
+            ),
+        );
+    }
+}
+
+/// The block size: readable at all (an error otherwise, and the rules that
+/// need blocks are skipped), read alike by qemu (error) and by Hyper-V
+/// (warning). Returns whether blocks can be read.
+fn header_block_size(f: &mut Findings<'_>, h: &DynamicHeader, at: u64) -> bool {
+    let bs = h.block_size;
+    let offset = at + hfield::BLOCK_SIZE;
+    if !bs.is_power_of_two() || !(SECTOR_SIZE..=u64::from(MAX_BLOCK_SIZE)).contains(&u64::from(bs))
+    {
+        f.error(
+            "HEADER_BLOCK_SIZE",
+            offset,
+            format!("dynamic header block size: found {bs}, expected a power of two from 512 to {MAX_BLOCK_SIZE} (qemu refuses to open the image)"),
+        );
+        return false;
+    }
+    if bs < MIN_INTEROP_BLOCK_SIZE {
+        f.error(
+            "BLOCK_SIZE_QEMU",
+            offset,
+            format!("dynamic header block size: found {bs}, expected at least {MIN_INTEROP_BLOCK_SIZE}: below 4 KiB qemu computes a zero-byte sector bitmap and reads every block from the wrong offset (different data than the specification says)"),
+        );
+    } else if !HYPERV_BLOCK_SIZES.contains(&bs) {
+        f.warn(
+            "BLOCK_SIZE_HYPERV",
+            offset,
+            format!("dynamic header block size: found {bs}; Hyper-V reads VHDs with 512 KiB or 2 MiB blocks only"),
+        );
+    }
+    true
+}
+
+fn header_table_offset(f: &mut Findings<'_>, h: &DynamicHeader, at: u64, end: &End) {
+    if h.table_offset == 0 || h.table_offset % SECTOR_SIZE != 0 {
+        f.error(
+            "HEADER_TABLE_OFFSET",
+            at + hfield::TABLE_OFFSET,
+            format!(
+                "dynamic header table offset: found {:#x}, expected a non-zero multiple of 512",
+                h.table_offset
+            ),
+        );
+    }
+    let bat_end = h
+        .table_offset
+        .saturating_add(table_size_bytes(u64::from(h.max_table_entries)));
+    if bat_end > end.offset {
+        f.error(
+            "BAT_OUTSIDE",
+            at + hfield::TABLE_OFFSET,
+            format!(
+                "BAT at {:#x} with {} entries ends at {bat_end:#x}, past {end}",
+                h.table_offset, h.max_table_entries,
+            ),
+        );
+    }
+}
+
+fn header_table_entries(f: &mut Findings<'_>, footer: &Footer, h: &DynamicHeader, at: u64) {
+    let bs = u64::from(h.block_size);
+    let needed = footer.current_size.div_ceil(bs);
+    if u64::from(h.max_table_entries) < needed {
+        f.error(
+            "HEADER_TABLE_ENTRIES",
+            at + hfield::MAX_TABLE_ENTRIES,
+            format!(
+                "dynamic header max table entries: found {}, expected at least {needed} for current size {} and block size {bs}",
+                h.max_table_entries, footer.current_size
+            ),
+        );
+    }
+}
+
+fn header_reserved(f: &mut Findings<'_>, h: &DynamicHeader, at: u64) {
+    if h.reserved1 != 0 || h.reserved2.iter().any(|&b| b != 0) {
+        f.warn(
+            "HEADER_RESERVED",
+            at + hfield::RESERVED1,
+            "dynamic header reserved bytes are not zero",
+        );
+    }
+}
+
+/// What qemu's vpc driver refuses when it opens a dynamic image, beyond the
+/// rules above (footer checksum, block size) and below (a block past the end
+/// of the file, `BAT_ENTRY_OUTSIDE`): the size qemu reads (C×H×S for
+/// `vpc `/`qemu` creators) against the table, and the table's length.
+fn qemu_open_rules(f: &mut Findings<'_>, layout: &Layout, parts: &DynamicParts) {
+    let h = &parts.header;
+    let at = parts.header_offset;
+    let bs = u64::from(h.block_size);
+    let qemu = crate::format::footer::qemu_size(&layout.footer);
+    if qemu / bs > u64::from(u32::MAX) {
+        f.error(
+            "QEMU_TOO_MANY_BLOCKS",
+            at + hfield::BLOCK_SIZE,
+            format!("qemu reads a size of {qemu} bytes: more than 2^32 blocks of {bs} bytes; qemu refuses to open the image"),
+        );
+    }
+    let covered = u64::from(h.max_table_entries) * bs;
+    let current_ok = covered >= layout.footer.current_size;
+    if covered < qemu && current_ok {
+        f.error(
+            "QEMU_PAGE_TABLE_TOO_SMALL",
+            at + hfield::MAX_TABLE_ENTRIES,
+            format!(
+                "max table entries {} × block size {bs} covers {covered} bytes, but qemu reads this creator ({}) by its geometry {}: {qemu} bytes; qemu refuses to open it (\"Page table too small\")",
+                h.max_table_entries,
+                escape_bytes(&layout.footer.creator_application),
+                layout.footer.geometry
+            ),
+        );
+    }
+    if h.max_table_entries > QEMU_MAX_TABLE_ENTRIES {
+        f.error(
+            "QEMU_TABLE_ENTRIES",
+            at + hfield::MAX_TABLE_ENTRIES,
+            format!(
+                "max table entries {}: qemu refuses more than {QEMU_MAX_TABLE_ENTRIES}",
+                h.max_table_entries
+            ),
+        );
     }
 }
 
@@ -536,7 +703,7 @@ fn check_locators(
     let mut codes_seen = Vec::new();
     let mut usable = 0;
     for (i, loc) in h.parent_locators.iter().enumerate() {
-        let at = parts.header_offset + (LOCATORS_OFFSET + 24 * i) as u64;
+        let at = parts.header_offset + hfield::locator(i);
         let code = loc.code();
         if code == PlatformCode::None {
             continue;
@@ -576,24 +743,24 @@ fn check_locators(
         if length > space {
             f.error(
                 "LOCATOR_LENGTH",
-                at + 8,
+                at + hfield::LOCATOR_DATA_LENGTH,
                 format!(
                     "locator {i} ({}): data length {length} exceeds its data space {space}",
                     code.name()
                 ),
             );
         }
-        if start % SECTOR_SIZE != 0 || start < 512 {
+        if start % SECTOR_SIZE != 0 || start < FOOTER_SIZE_U64 {
             f.error(
                 "LOCATOR_OFFSET",
-                at + 16,
+                at + hfield::LOCATOR_DATA_OFFSET,
                 format!("locator {i} ({}) data offset: found {start:#x}, expected a sector-aligned offset after the footer copy", code.name()),
             );
         }
         if start.saturating_add(length) > end.offset {
             f.error(
                 "LOCATOR_OUTSIDE",
-                at + 16,
+                at + hfield::LOCATOR_DATA_OFFSET,
                 format!(
                     "locator {i} ({}) data at {start:#x} + {length} bytes lies past {end}",
                     code.name()
@@ -631,6 +798,28 @@ fn check_locators(
     }
 }
 
+/// Locators naming a parent outside the child's folder: followed only with
+/// the user's word (`--parent`, `--parent-dir`); Glance refuses such images.
+fn check_locator_paths(f: &mut Findings<'_>, parts: &DynamicParts, bytes: &[u8]) {
+    for (i, loc) in parts.header.parent_locators.iter().enumerate() {
+        let Some(stored) = crate::disk::parent::locator_text(bytes, loc) else {
+            continue;
+        };
+        if stored.is_empty() || !crate::disk::parent::is_outside(&stored) {
+            continue;
+        }
+        f.warn(
+            "PARENT_OUTSIDE",
+            parts.header_offset + hfield::locator(i),
+            format!(
+                "locator {i} ({}) names a parent outside the child's folder: {}; it is not followed (only its file name is looked up beside the child) unless --parent or --parent-dir allows it",
+                loc.code().name(),
+                crate::format::escape_text(&stored)
+            ),
+        );
+    }
+}
+
 fn check_batmap(
     f: &mut Findings<'_>,
     parts: &DynamicParts,
@@ -641,15 +830,15 @@ fn check_batmap(
     let at = bm.header_offset;
     regions.push(Region {
         start: at,
-        end: at + 512,
+        end: at + BATMAP_HEADER_SIZE_U64,
         what: "batmap header".into(),
     });
     let entries = u64::from(parts.header.max_table_entries);
-    let needed_sectors = entries.div_ceil(8).div_ceil(512);
+    let needed_sectors = entries.div_ceil(8).div_ceil(SECTOR_SIZE);
     if u64::from(bm.header.batmap_size_sectors) < needed_sectors {
         f.error(
             "BATMAP_SIZE",
-            at + 16,
+            at + bfield::BATMAP_SIZE,
             format!(
                 "batmap size: found {} sectors, expected at least {needed_sectors} for {entries} blocks",
                 bm.header.batmap_size_sectors
@@ -675,7 +864,7 @@ fn check_batmap(
     if map_end > end.offset {
         f.error(
             "BATMAP_OUTSIDE",
-            at + 8,
+            at + bfield::BATMAP_OFFSET,
             format!("batmap at {start:#x} ends at {map_end:#x}, past {end}"),
         );
     }
@@ -688,7 +877,7 @@ fn check_batmap(
     if computed != bm.header.checksum {
         f.error(
             "BATMAP_CHECKSUM",
-            at + 24,
+            at + bfield::CHECKSUM,
             format!(
                 "batmap checksum: stored {:#010x}, computed {computed:#010x}",
                 bm.header.checksum
@@ -697,7 +886,7 @@ fn check_batmap(
     }
     if let Ok(bat) = &parts.bat {
         for (i, &e) in bat.entries.iter().enumerate() {
-            if bitmap_bit(map, i) && e == crate::format::BAT_UNUSED {
+            if bitmap_bit(map, i) && e == BAT_UNUSED {
                 f.error(
                     "BATMAP_INCONSISTENT",
                     start + (i / 8) as u64,
@@ -709,16 +898,23 @@ fn check_batmap(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn check_blocks(
-    f: &mut Findings<'_>,
-    layout: &Layout,
-    parts: &DynamicParts,
-    bat: &crate::format::Bat,
-    bytes: &[u8],
-    regions: &[Region],
+/// What the block rules read.
+struct Blocks<'a> {
+    layout: &'a Layout,
+    parts: &'a DynamicParts,
+    bat: &'a crate::format::Bat,
+    bytes: &'a [u8],
     differencing: bool,
-) {
+}
+
+fn check_blocks(f: &mut Findings<'_>, b: &Blocks<'_>, regions: &[Region]) {
+    let Blocks {
+        layout,
+        parts,
+        bat,
+        bytes,
+        differencing,
+    } = *b;
     let h = &parts.header;
     let bs = u64::from(h.block_size);
     let bitmap_len = h.bitmap_size_bytes();
@@ -728,10 +924,10 @@ fn check_blocks(
     let mut blocks: Vec<(u64, usize)> = Vec::with_capacity(bat.allocated_count());
     let mut reported_outside = 0;
     for (i, &sector) in bat.entries.iter().enumerate() {
-        if sector == crate::format::BAT_UNUSED {
+        if sector == BAT_UNUSED {
             continue;
         }
-        let entry_at = h.table_offset + 4 * i as u64;
+        let entry_at = h.table_offset + ENTRY_SIZE * i as u64;
         let start = u64::from(sector) * SECTOR_SIZE;
         if i as u64 >= needed {
             f.warn(
@@ -746,8 +942,13 @@ fn check_blocks(
                     "BAT_ENTRY_OUTSIDE",
                     entry_at,
                     format!(
-                        "BAT entry {i}: block at sector {sector:#x} (byte {start:#x}) ends at {:#x}, past {end} (truncated file?)",
-                        start.saturating_add(span)
+                        "BAT entry {i}: block at sector {sector:#x} (byte {start:#x}) ends at {:#x}, past {end} (truncated file?){}",
+                        start.saturating_add(span),
+                        if start.saturating_add(span) > layout.file_size {
+                            "; qemu refuses to open an image whose last block ends past the end of the file"
+                        } else {
+                            ""
+                        }
                     ),
                 );
             }
@@ -797,7 +998,7 @@ fn check_blocks(
             if overlaps < 8 {
                 f.error(
                     "BAT_OVERLAP",
-                    h.table_offset + 4 * bi as u64,
+                    h.table_offset + ENTRY_SIZE * bi as u64,
                     format!(
                         "BAT entries {ai} and {bi} overlap: blocks at {a:#x} and {b:#x}, each {span} bytes"
                     ),

@@ -165,30 +165,34 @@ pub fn glance_rules(f: &Facts) -> Vec<Line> {
                 .with_fix(fix.clone()),
             );
         }
-        lines.extend(chs_warning(footer, &fix));
+        lines.extend(
+            chs_warning(footer)
+                .map(|l| l.with_fix(convert_fix(&f.path, "win", "--to dynamic --creator win"))),
+        );
     }
     lines
 }
 
-/// A `qemu`/`vpc ` creator whose size is CHS-rounded: qemu reads C×H×S.
-fn chs_warning(footer: &Footer, fix: &str) -> Option<Line> {
-    if !qemu_uses_chs(footer) {
+/// A `qemu`/`vpc ` creator whose geometry covers another size than the
+/// footer's current size: qemu reads C×H×S, everyone else the current size.
+/// Converting with the `win ` creator keeps the current size, and qemu reads
+/// that creator by current size: then both agree (checked with qemu-img 10).
+fn chs_warning(footer: &Footer) -> Option<Line> {
+    let chs = footer.geometry.size_bytes();
+    if !qemu_uses_chs(footer) || chs == footer.current_size {
         return None;
     }
-    let chs = footer.geometry.size_bytes();
-    let rounded = chs != footer.current_size || footer.current_size % MIB != 0;
-    rounded.then(|| {
+    Some(
         Line::new(
             "CHS_SIZE",
             Status::Warn,
             format!(
-                "creator {:?}: qemu reads the size from the geometry, {chs} bytes, where the footer says {} (a CHS-rounded size; other tools disagree with qemu)",
-                fourcc(footer.creator_application),
+                "creator {}: qemu reads the size from the geometry, {chs} bytes, where the footer's current size is {} bytes (Hyper-V, Glance and the specification read the current size)",
+                crate::format::escape_text(&fourcc(footer.creator_application)),
                 footer.current_size
             ),
         )
-        .with_fix(fix.to_string())
-    })
+    )
 }
 
 /// `rackspace`: a dynamic `tap` VHD within the import limit.

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::disk::{detect, detect_foreign, parent, Kind, Source, MAX_CHAIN_DEPTH};
+use crate::disk::{detect, detect_foreign, parent, Chain, Kind, ParentOptions};
 use crate::format::footer::{qemu_size, qemu_uses_chs};
 use crate::format::foreign::ForeignInfo;
-use crate::format::time::rfc3339;
+use crate::format::rfc3339;
 use crate::format::{fourcc, DiskType, Footer, Layout, PlatformCode};
 use crate::report::size_text;
 use crate::report::{Outcome, OutputArgs};
@@ -55,7 +55,10 @@ pub struct ParentInfo {
     pub expected_unique_id: String,
     pub expected_timestamp: String,
     pub locators: Vec<LocatorInfo>,
+    /// Only paths the parent options allowed (the child's folder by default).
     pub tried: Vec<parent::Attempt>,
+    /// Locators naming a place outside the allowed folders: not followed.
+    pub skipped: Vec<parent::Skipped>,
     /// The path found, if any.
     pub found: Option<PathBuf>,
     /// The parent's unique id equals the one the child expects.
@@ -108,11 +111,16 @@ fn host_os(code: u32) -> String {
 
 /// Reads what `info` shows about `path`.
 pub fn info(path: &Path) -> Result<Info> {
-    info_at_depth(path, 0)
+    info_with(path, &ParentOptions::default())
 }
 
-fn info_at_depth(path: &Path, depth: usize) -> Result<Info> {
-    let source = Source::open(path)?;
+/// [`info`], with parents also looked for where `options` allow.
+pub fn info_with(path: &Path, options: &ParentOptions) -> Result<Info> {
+    info_link(path, &mut Chain::new(options))
+}
+
+fn info_link(path: &Path, chain: &mut Chain) -> Result<Info> {
+    let source = chain.open_source(path)?;
     let bytes = source.bytes();
     let file_size = source.len();
     let layout = match detect(bytes) {
@@ -158,7 +166,7 @@ fn info_at_depth(path: &Path, depth: usize) -> Result<Info> {
     let bat = parts.and_then(|p| p.bat.as_ref().ok());
     let allocated = bat.map(|b| b.allocated_count() as u64);
     let parent = match (f.disk_type(), parts) {
-        (Some(DiskType::Differencing), Some(p)) => Some(parent_info(path, bytes, p, depth)),
+        (Some(DiskType::Differencing), Some(p)) => Some(parent_info(path, bytes, p, chain)),
         _ => None,
     };
     Ok(Info {
@@ -213,7 +221,7 @@ fn parent_info(
     path: &Path,
     bytes: &[u8],
     parts: &crate::format::image::DynamicParts,
-    depth: usize,
+    chain: &mut Chain,
 ) -> ParentInfo {
     let h = &parts.header;
     let locators = h
@@ -221,47 +229,40 @@ fn parent_info(
         .iter()
         .enumerate()
         .filter(|(_, l)| l.code() != PlatformCode::None)
-        .map(|(index, l)| {
-            let len = u64::from(l.platform_data_length).min(parent::MAX_LOCATOR_BYTES);
-            let data = usize::try_from(l.platform_data_offset)
-                .ok()
-                .zip(usize::try_from(len).ok())
-                .and_then(|(s, n)| bytes.get(s..s.checked_add(n)?));
-            LocatorInfo {
-                index,
-                platform_code: l.code().name(),
-                data_space: l.platform_data_space,
-                data_length: l.platform_data_length,
-                data_offset: l.platform_data_offset,
-                path: data.and_then(|d| l.decode_path(d)),
-            }
+        .map(|(index, l)| LocatorInfo {
+            index,
+            platform_code: l.code().name(),
+            data_space: l.platform_data_space,
+            data_length: l.platform_data_length,
+            data_offset: l.platform_data_offset,
+            path: parent::locator_text(bytes, l),
         })
         .collect();
-    let res = parent::resolve(path, bytes, h);
+    chain.enter(path);
+    let (res, found) = chain.parent_of(path, bytes, h);
     let mut out = ParentInfo {
         name: h.parent_name(),
         expected_unique_id: uuid::Uuid::from_bytes(h.parent_unique_id).to_string(),
         expected_timestamp: rfc3339(h.parent_time_stamp),
         locators,
         tried: res.tried.clone(),
+        skipped: res.skipped.clone(),
         found: res.found.clone(),
         id_match: None,
         info: None,
         error: None,
     };
-    match &res.found {
-        None => out.error = Some(res.not_found_message(h)),
-        Some(p) if depth + 1 >= MAX_CHAIN_DEPTH => {
-            out.error = Some(format!(
-                "{}: chain deeper than {MAX_CHAIN_DEPTH} links",
-                p.display()
-            ))
+    match found {
+        Err(e) => {
+            out.id_match = match e {
+                crate::disk::LinkError::IdMismatch { .. } => Some(false),
+                _ => out.found.as_ref().map(|_| true),
+            };
+            out.error = Some(e.message(&res, h));
         }
-        Some(p) => {
-            out.id_match = parent::parent_unique_id(p)
-                .ok()
-                .map(|id| id == h.parent_unique_id);
-            match info_at_depth(p, depth + 1) {
+        Ok(p) => {
+            out.id_match = Some(true);
+            match info_link(&p, chain) {
                 Ok(i) => out.info = Some(Box::new(i)),
                 Err(e) => out.error = Some(e.to_string()),
             }

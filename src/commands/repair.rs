@@ -48,37 +48,12 @@ fn valid(f: &Result<Footer, crate::format::FormatError>) -> Option<&Footer> {
         .filter(|f| f.checksum == f.computed_checksum())
 }
 
-/// The end of the last structure a dynamic disk's header points to.
-fn structures_end(layout: &Layout) -> Option<u64> {
-    let parts = layout.dynamic.as_ref()?.as_ref().ok()?;
-    let h = &parts.header;
-    let bat = parts.bat.as_ref().ok()?;
-    let span = h.bitmap_size_bytes() + u64::from(h.block_size);
-    let mut end =
-        h.table_offset + crate::format::bat::table_size_bytes(u64::from(h.max_table_entries));
-    end = end.max(parts.header_offset + 1024);
-    for s in bat
-        .entries
-        .iter()
-        .filter(|&&e| e != crate::format::BAT_UNUSED)
-    {
-        end = end.max(u64::from(*s) * 512 + span);
-    }
-    for l in h.parent_locators.iter().filter(|l| l.platform_code != 0) {
-        end = end.max(
-            l.platform_data_offset
-                .saturating_add(u64::from(l.platform_data_length)),
-        );
-    }
-    Some(end)
-}
-
 fn decide(layout: &Layout) -> Option<Fix> {
     let head = layout.head_footer.as_ref().and_then(valid);
     let tail = valid(&layout.tail_footer);
     match (head, tail) {
         (Some(h), None) => {
-            let end = structures_end(layout)?;
+            let end = layout.structures_end()?;
             let size = layout.file_size;
             if layout.tail_kind != TailFooter::Missing || size >= end + 512 {
                 // The last sector is where the footer belongs.

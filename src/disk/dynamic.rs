@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{check_range, parent, Block, Kind, Source, VirtualDisk, MAX_CHAIN_DEPTH};
+use super::{check_range, Block, Chain, Kind, Source, VirtualDisk};
 use crate::format::bat::bitmap_bit;
 use crate::format::{Bat, DiskType, DynamicHeader, Footer, FormatError, Layout, SECTOR_SIZE};
 use crate::{Error, Result};
@@ -23,6 +23,7 @@ pub struct DynamicDisk {
     bitmap_size: u64,
     size: u64,
     parent: Option<Box<dyn VirtualDisk>>,
+    parent_path: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for DynamicDisk {
@@ -69,36 +70,10 @@ pub fn validate_for_reading(
 }
 
 impl DynamicDisk {
-    /// Opens a dynamic or differencing disk; `seen` holds the chain so far
-    /// (for loops and depth).
-    pub fn open(source: Source, seen: &mut Vec<PathBuf>) -> Result<DynamicDisk> {
+    /// Opens a dynamic or differencing disk as the next link of `chain`.
+    pub fn open(source: Source, chain: &mut Chain) -> Result<DynamicDisk> {
         let path = source.path().to_path_buf();
-        let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-        if seen.contains(&canonical) {
-            return Err(Error::Parent {
-                path,
-                what: format!(
-                    "parent chain loops back to this file (chain: {})",
-                    seen.iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(" -> ")
-                ),
-            });
-        }
-        if seen.len() >= MAX_CHAIN_DEPTH {
-            // Name the leaf the user opened, and the link where the limit hit.
-            let leaf = seen.first().cloned().unwrap_or_else(|| path.clone());
-            return Err(Error::Parent {
-                path: leaf,
-                what: format!(
-                    "differencing chain deeper than {MAX_CHAIN_DEPTH} links (link {} is {})",
-                    seen.len() + 1,
-                    path.display()
-                ),
-            });
-        }
-        seen.push(canonical);
+        chain.enter(&path);
         let layout = Layout::parse(source.bytes()).ok_or_else(|| Error::Unsupported {
             path: path.clone(),
             what: "no VHD footer".into(),
@@ -137,17 +112,22 @@ impl DynamicDisk {
             .map_err(|e| Error::corrupt(&path, e))?;
         let bat = parts.bat.map_err(|e| Error::corrupt(&path, e))?;
         let header = parts.header;
-        let parent = if kind == Kind::Differencing {
-            let found = parent::resolve(&path, source.bytes(), &header);
-            let parent_path = found.found.clone().ok_or_else(|| Error::Parent {
-                path: path.clone(),
-                what: found.not_found_message(&header),
+        let (parent, parent_path) = if kind == Kind::Differencing {
+            let (res, found) = chain.parent_of(&path, source.bytes(), &header);
+            let parent_path = found.map_err(|e| Error::Parent {
+                // A chain too deep is reported against the leaf the user opened.
+                path: match e {
+                    super::LinkError::TooDeep { .. } => {
+                        chain.leaf().map_or_else(|| path.clone(), Path::to_path_buf)
+                    }
+                    _ => path.clone(),
+                },
+                what: e.message(&res, &header),
             })?;
-            let p = super::open_chain(&parent_path, seen)?;
-            parent::check_identity(&path, &header, &parent_path)?;
-            Some(p)
+            let p = super::open_link(&parent_path, chain)?;
+            (Some(p), Some(parent_path))
         } else {
-            None
+            (None, None)
         };
         Ok(DynamicDisk {
             block_size: u64::from(header.block_size),
@@ -159,6 +139,7 @@ impl DynamicDisk {
             header,
             bat,
             parent,
+            parent_path,
         })
     }
 
@@ -172,6 +153,11 @@ impl DynamicDisk {
 
     pub fn bat(&self) -> &Bat {
         &self.bat
+    }
+
+    /// The file the parent was opened from (a differencing disk).
+    pub fn parent_path(&self) -> Option<&Path> {
+        self.parent_path.as_deref()
     }
 
     pub fn source(&self) -> &Source {

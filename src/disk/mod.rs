@@ -6,6 +6,7 @@
 //! ([`detect`]) is separate from opening it ([`open`]). This layer trusts
 //! nothing: every offset taken from the file is checked against its size.
 
+pub mod chain;
 pub mod device;
 pub mod dynamic;
 pub mod flat;
@@ -18,14 +19,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
+pub use chain::{Chain, LinkError, MAX_CHAIN_DEPTH};
+pub use parent::ParentOptions;
 pub use source::Source;
 
 use crate::format::foreign::{self, Foreign};
 use crate::format::{image::has_head_footer, image::tail_footer_kind, DiskType, TailFooter};
 use crate::{Error, Result};
-
-/// Longest chain of differencing disks followed (the leaf included).
-pub const MAX_CHAIN_DEPTH: usize = 16;
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -209,22 +209,26 @@ pub fn refuse_foreign(path: &Path) -> Result<()> {
     refuse_source(&Source::open(path)?)
 }
 
-/// Opens an image of any kind, following a differencing chain, and refuses
-/// what it cannot read correctly (damaged structures, a missing parent,
-/// another image format).
+/// Opens an image of any kind, following a differencing chain inside the
+/// child's folder, and refuses what it cannot read correctly (damaged
+/// structures, a missing parent, another image format).
 pub fn open(path: &Path) -> Result<Box<dyn VirtualDisk>> {
-    open_chain(path, &mut Vec::new())
+    open_with(path, &ParentOptions::default())
 }
 
-pub(crate) fn open_chain(
-    path: &Path,
-    seen: &mut Vec<std::path::PathBuf>,
-) -> Result<Box<dyn VirtualDisk>> {
-    let source = Source::open(path)?;
+/// [`open`], with parents also looked for where `options` allow.
+pub fn open_with(path: &Path, options: &ParentOptions) -> Result<Box<dyn VirtualDisk>> {
+    open_link(path, &mut Chain::new(options))
+}
+
+/// Opens one link of a chain (the leaf when `chain` is empty; parents only
+/// as regular files).
+pub(crate) fn open_link(path: &Path, chain: &mut Chain) -> Result<Box<dyn VirtualDisk>> {
+    let source = chain.open_source(path)?;
     refuse_source(&source)?;
     match detect(source.bytes()) {
         None => Ok(Box::new(flat::FlatDisk::raw(source))),
         Some(DiskType::Fixed) => Ok(Box::new(flat::FlatDisk::fixed(source)?)),
-        Some(_) => Ok(Box::new(dynamic::DynamicDisk::open(source, seen)?)),
+        Some(_) => Ok(Box::new(dynamic::DynamicDisk::open(source, chain)?)),
     }
 }

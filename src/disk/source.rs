@@ -22,6 +22,11 @@ impl Source {
     /// Opens `path` read-only and maps it.
     pub fn open(path: &Path) -> Result<Source> {
         let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
+        Source::from_file(path, file)
+    }
+
+    /// Maps `file`, already opened read-only from `path`.
+    pub fn from_file(path: &Path, file: File) -> Result<Source> {
         let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
         if meta.is_dir() {
             return Err(Error::Usage(format!("{}: is a directory", path.display())));

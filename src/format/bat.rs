@@ -7,6 +7,8 @@ use super::FormatError;
 
 /// A BAT entry for a block that is not allocated.
 pub const BAT_UNUSED: u32 = 0xFFFF_FFFF;
+/// Bytes of one BAT entry (a big-endian sector number).
+pub const ENTRY_SIZE: u64 = 4;
 
 /// The BAT: one big-endian u32 sector number per block.
 #[derive(Debug, Clone, PartialEq, Eq)]

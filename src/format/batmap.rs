@@ -10,6 +10,8 @@ use super::{checksum, FormatError};
 pub const BATMAP_COOKIE: [u8; 8] = *b"tdbatmap";
 /// Bytes in the batmap header.
 pub const BATMAP_HEADER_SIZE: usize = 512;
+/// [`BATMAP_HEADER_SIZE`] as a file offset.
+pub const BATMAP_HEADER_SIZE_U64: u64 = 512;
 
 /// The batmap header as laid out on disk.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy)]
@@ -24,6 +26,15 @@ pub struct RawBatmapHeader {
     pub checksum: U32,
     pub marker: u8,
     pub reserved: [u8; 483],
+}
+
+/// Byte offsets of the batmap header's fields, from [`RawBatmapHeader`].
+pub mod field {
+    use super::RawBatmapHeader;
+    use std::mem::offset_of;
+    pub const BATMAP_OFFSET: u64 = offset_of!(RawBatmapHeader, batmap_offset) as u64;
+    pub const BATMAP_SIZE: u64 = offset_of!(RawBatmapHeader, batmap_size) as u64;
+    pub const CHECKSUM: u64 = offset_of!(RawBatmapHeader, checksum) as u64;
 }
 
 const _: () = assert!(std::mem::size_of::<RawBatmapHeader>() == BATMAP_HEADER_SIZE);

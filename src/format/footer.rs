@@ -144,7 +144,7 @@ impl Footer {
                 structure: "footer",
                 field: "cookie",
                 offset,
-                found: format!("{:?}", String::from_utf8_lossy(&raw.cookie)),
+                found: super::escape_bytes(&raw.cookie),
                 expected: "\"conectix\"".into(),
             });
         }
@@ -257,6 +257,29 @@ impl Footer {
         f.seal();
         f
     }
+}
+
+/// Byte offsets of the footer's fields, from [`RawFooter`]'s layout: what
+/// messages and findings add to the footer's own offset.
+pub mod field {
+    use super::RawFooter;
+    use std::mem::offset_of;
+    pub const FEATURES: u64 = offset_of!(RawFooter, features) as u64;
+    pub const FILE_FORMAT_VERSION: u64 = offset_of!(RawFooter, file_format_version) as u64;
+    pub const DATA_OFFSET: u64 = offset_of!(RawFooter, data_offset) as u64;
+    pub const TIME_STAMP: u64 = offset_of!(RawFooter, time_stamp) as u64;
+    pub const CREATOR_APPLICATION: u64 = offset_of!(RawFooter, creator_application) as u64;
+    pub const ORIGINAL_SIZE: u64 = offset_of!(RawFooter, original_size) as u64;
+    pub const CURRENT_SIZE: u64 = offset_of!(RawFooter, current_size) as u64;
+    pub const DISK_GEOMETRY: u64 = offset_of!(RawFooter, cylinders) as u64;
+    pub const DISK_TYPE: u64 = offset_of!(RawFooter, disk_type) as u64;
+    pub const CHECKSUM: u64 = offset_of!(RawFooter, checksum) as u64;
+    pub const UNIQUE_ID: u64 = offset_of!(RawFooter, unique_id) as u64;
+    pub const SAVED_STATE: u64 = offset_of!(RawFooter, saved_state) as u64;
+    pub const RESERVED: u64 = offset_of!(RawFooter, reserved) as u64;
+    /// XenServer's hidden flag: the first reserved byte.
+    pub const HIDDEN: u64 = RESERVED;
+    const _: () = assert!(CHECKSUM == 64 && HIDDEN == 85 && DISK_GEOMETRY == 56);
 }
 
 /// The footer's fields by byte range, named as in the specification.

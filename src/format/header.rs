@@ -56,6 +56,62 @@ pub struct RawHeader {
 
 const _: () = assert!(std::mem::size_of::<RawHeader>() == HEADER_SIZE);
 
+/// Smallest block size every major reader reads as the specification says:
+/// below 4 KiB qemu computes a zero-byte sector bitmap (block size / 4096
+/// rounded down) and reads each block's data from the bitmap's place.
+pub const MIN_INTEROP_BLOCK_SIZE: u32 = 4096;
+
+/// The block sizes Hyper-V reads in a VHD (512 KiB and 2 MiB).
+pub const HYPERV_BLOCK_SIZES: [u32; 2] = [512 << 10, 2 << 20];
+
+/// Most BAT entries qemu accepts (its table must stay under INT_MAX bytes).
+pub const QEMU_MAX_TABLE_ENTRIES: u32 = (i32::MAX / 4) as u32;
+
+/// Refuses a block size a writer must not use: not a power of two, below
+/// [`MIN_INTEROP_BLOCK_SIZE`] (qemu reads such images as different data), or
+/// above `max`. The error names the rule.
+pub fn writable_block_size(block_size: u32, max: u32) -> Result<u32, String> {
+    if !block_size.is_power_of_two() {
+        return Err(format!("block size {block_size}: expected a power of two"));
+    }
+    if block_size < MIN_INTEROP_BLOCK_SIZE {
+        return Err(format!(
+            "block size {block_size}: expected at least {MIN_INTEROP_BLOCK_SIZE} (below 4 KiB qemu computes a zero-byte sector bitmap and reads different data)"
+        ));
+    }
+    if block_size > max {
+        return Err(format!("block size {block_size}: expected at most {max}"));
+    }
+    Ok(block_size)
+}
+
+/// Byte offsets of the dynamic header's fields, from [`RawHeader`]'s layout.
+pub mod field {
+    use super::{RawHeader, RawLocator};
+    use std::mem::offset_of;
+    pub const DATA_OFFSET: u64 = offset_of!(RawHeader, data_offset) as u64;
+    pub const TABLE_OFFSET: u64 = offset_of!(RawHeader, table_offset) as u64;
+    pub const HEADER_VERSION: u64 = offset_of!(RawHeader, header_version) as u64;
+    pub const MAX_TABLE_ENTRIES: u64 = offset_of!(RawHeader, max_table_entries) as u64;
+    pub const BLOCK_SIZE: u64 = offset_of!(RawHeader, block_size) as u64;
+    pub const CHECKSUM: u64 = offset_of!(RawHeader, checksum) as u64;
+    pub const PARENT_UNIQUE_ID: u64 = offset_of!(RawHeader, parent_unique_id) as u64;
+    pub const RESERVED1: u64 = offset_of!(RawHeader, reserved1) as u64;
+    pub const PARENT_UNICODE_NAME: u64 = offset_of!(RawHeader, parent_unicode_name) as u64;
+    pub const PARENT_LOCATORS: u64 = offset_of!(RawHeader, parent_locators) as u64;
+    /// Bytes of one locator entry.
+    pub const LOCATOR_SIZE: u64 = std::mem::size_of::<RawLocator>() as u64;
+    /// Offsets inside one locator entry.
+    pub const LOCATOR_DATA_LENGTH: u64 = offset_of!(RawLocator, platform_data_length) as u64;
+    pub const LOCATOR_DATA_OFFSET: u64 = offset_of!(RawLocator, platform_data_offset) as u64;
+
+    /// The offset of locator `index` inside the header.
+    pub const fn locator(index: usize) -> u64 {
+        PARENT_LOCATORS + LOCATOR_SIZE * index as u64
+    }
+    const _: () = assert!(PARENT_LOCATORS == 576 && LOCATOR_SIZE == 24 && CHECKSUM == 36);
+}
+
 /// A locator's platform code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlatformCode {
@@ -197,7 +253,7 @@ impl DynamicHeader {
                 structure: "dynamic header",
                 field: "cookie",
                 offset,
-                found: format!("{:?}", String::from_utf8_lossy(&raw.cookie)),
+                found: super::escape_bytes(&raw.cookie),
                 expected: "\"cxsparse\"".into(),
             });
         }

@@ -107,7 +107,7 @@ impl Layout {
                 let off = file_size.saturating_sub(FOOTER_SIZE_U64);
                 let found = slice_at(bytes, off, FOOTER_SIZE_U64).map_or_else(
                     || format!("a file of {file_size} bytes"),
-                    |s| format!("{:?}", String::from_utf8_lossy(&s[..8])),
+                    |s| super::escape_bytes(s.get(..8).unwrap_or(s)),
                 );
                 let err = FormatError {
                     structure: "footer",
@@ -148,6 +148,30 @@ impl Layout {
     }
 
     /// The disk type the footer declares, if it is a known one.
+    /// The end of the last structure a dynamic disk's header points to
+    /// (header, BAT, allocated blocks, locator data): where the footer
+    /// belongs. `None` without a readable dynamic header and BAT.
+    pub fn structures_end(&self) -> Option<u64> {
+        let parts = self.dynamic.as_ref()?.as_ref().ok()?;
+        let h = &parts.header;
+        let bat = parts.bat.as_ref().ok()?;
+        let span = h.bitmap_size_bytes() + u64::from(h.block_size);
+        let mut end = h
+            .table_offset
+            .saturating_add(super::bat::table_size_bytes(u64::from(h.max_table_entries)));
+        end = end.max(parts.header_offset + super::header::HEADER_SIZE_U64);
+        for s in bat.entries.iter().filter(|&&e| e != super::BAT_UNUSED) {
+            end = end.max(u64::from(*s) * super::SECTOR_SIZE + span);
+        }
+        for l in h.parent_locators.iter().filter(|l| l.platform_code != 0) {
+            end = end.max(
+                l.platform_data_offset
+                    .saturating_add(u64::from(l.platform_data_length)),
+            );
+        }
+        Some(end)
+    }
+
     pub fn disk_type(&self) -> Option<DiskType> {
         self.footer.disk_type()
     }

@@ -23,6 +23,7 @@ pub use footer::{DiskType, Footer, FOOTER_COOKIE, FOOTER_SIZE};
 pub use geometry::Geometry;
 pub use header::{DynamicHeader, ParentLocator, PlatformCode, HEADER_COOKIE, HEADER_SIZE};
 pub use image::{Layout, TailFooter};
+pub use time::rfc3339;
 
 /// Bytes in a VHD sector.
 pub const SECTOR_SIZE: u64 = 512;
@@ -86,6 +87,32 @@ pub fn fourcc(bytes: [u8; 4]) -> String {
     }
 }
 
+/// `text` with control characters and U+FFFD (bytes that were not valid
+/// UTF-8 or UTF-16) shown as escapes, quoted: safe to print in a message.
+pub fn escape_text(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        if c == char::REPLACEMENT_CHARACTER {
+            out.push_str("\\u{fffd}");
+        } else {
+            out.extend(c.escape_debug());
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Raw bytes as a quoted string: printable ASCII as is, anything else
+/// escaped as `\xNN` (never a U+FFFD replacement character).
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let inner: String = bytes
+        .iter()
+        .flat_map(|&b| std::ascii::escape_default(b))
+        .map(char::from)
+        .collect();
+    format!("\"{inner}\"")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +125,12 @@ mod tests {
         bytes[5] = 0x12;
         assert_eq!(a, checksum(&bytes, 4..6));
         assert_eq!(a, !6u32);
+    }
+
+    #[test]
+    fn escapes_never_print_replacement_characters() {
+        assert_eq!(escape_bytes(b"\xffDG\0ab"), "\"\\xffDG\\x00ab\"");
+        assert_eq!(escape_text("a\u{fffd}\n"), "\"a\\u{fffd}\\n\"");
     }
 
     #[test]

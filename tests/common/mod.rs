@@ -941,7 +941,7 @@ pub fn damage_cases() -> Vec<Case> {
                 "parent.vhd",
                 "not found",
                 "C:\\\\vms\\\\parent.vhd",
-                "/vms/parent.vhd",
+                "not followed",
                 "{dir}/parent.vhd",
             ],
         )
