@@ -190,11 +190,14 @@ fn unchanged(old: &OldFs) -> Layout {
 /// How the descriptor table makes room for `new_blocks`, and the
 /// superblock and geometry that follow (counts not yet updated).
 ///
-/// Reserved GDT blocks are descriptor room whether or not the resize inode
-/// lists them: `ext2fs_reserve_super_and_bgd` reserves them in every backup
-/// group either way, so with `resize_inode` cleared they are still ours to
-/// use (resize2fs keeps them and moves inode tables instead, which this code
-/// does not do); the resize inode is only rebuilt when the feature is on.
+/// Reserved GDT blocks left behind when `resize_inode` was cleared (by
+/// tune2fs or debugfs; e2fsck asks to zero `s_reserved_gdt_blocks` then)
+/// are still reserved in every backup group, so they are descriptor room
+/// here too; what the descriptors do not take is freed and
+/// `s_reserved_gdt_blocks` set to 0, as `e2fsck -fy` would leave it (see
+/// [`stale_reserved_ranges`]). resize2fs keeps them and moves inode tables
+/// instead, and leaves the stale resize inode pointing at overwritten
+/// blocks (e2fsck then finds illegal blocks in inode 7).
 fn plan_descriptors(
     old: &OldFs,
     new_blocks: u64,
@@ -205,6 +208,7 @@ fn plan_descriptors(
     geo.blocks_count = new_blocks;
     geo.groups = sb.group_count_for(new_blocks);
     let (d_old, d_new) = (old_geo.desc_blocks(), geo.desc_blocks());
+    let stale = stale_reserved_gdt(old);
     let strategy = if geo.meta_bg {
         Strategy::MetaBg
     } else if d_new <= d_old {
@@ -232,12 +236,43 @@ fn plan_descriptors(
         }
         _ => {}
     }
+    if stale {
+        geo.reserved_gdt_blocks = 0;
+    }
     sb.reserved_gdt_blocks = u16::try_from(geo.reserved_gdt_blocks)
         .map_err(|_| FsError::unsupported("reserved GDT blocks beyond 2^16"))?;
     if sb.has_compat(COMPAT_RESIZE_INODE) {
         check_resize_inode_fits(&geo)?;
     }
     Ok((strategy, sb, geo))
+}
+
+/// `s_reserved_gdt_blocks` set without `resize_inode` (and without
+/// meta_bg, where there are none).
+fn stale_reserved_gdt(old: &OldFs) -> bool {
+    !old.sb.has_compat(COMPAT_RESIZE_INODE) && !old.geo.meta_bg && old.geo.reserved_gdt_blocks > 0
+}
+
+/// The stale reserved GDT blocks no descriptor takes, per old backup
+/// group, as (first block, count): freed when they stop being reserved.
+fn stale_reserved_ranges(old: &OldFs, geo: &Geometry) -> Vec<(u64, u64)> {
+    if !stale_reserved_gdt(old) {
+        return Vec::new();
+    }
+    let old_geo = &old.geo;
+    let kept = if geo.meta_bg {
+        geo.first_meta_bg
+    } else {
+        geo.desc_blocks()
+    };
+    let end = old_geo.desc_blocks() + old_geo.reserved_gdt_blocks;
+    if kept >= end {
+        return Vec::new();
+    }
+    (0..old_geo.groups)
+        .filter(|&g| old_geo.has_super(g))
+        .map(|g| (old_geo.group_first(g) + 1 + kept, end - kept))
+        .collect()
 }
 
 /// What placement produced.
@@ -288,11 +323,12 @@ fn place_tables<'a>(
 }
 
 /// New block bitmaps and free counts of the old groups that change: the
-/// last (its tail now exists), hosts of new tables, and the group of a
-/// freed resize-inode block.
+/// last (its tail now exists), hosts of new tables, and the groups of
+/// `freed` ranges (a resize inode's block, stale reserved GDT blocks; each
+/// inside one group).
 fn update_old_groups(
     geo: &Geometry,
-    freed_dind: Option<u64>,
+    freed: &[(u64, u64)],
     placed: &mut Placed,
     bitmaps: &mut OldBitmaps<'_>,
 ) -> Result<BTreeMap<u64, Vec<u8>>, ComputeError> {
@@ -307,8 +343,8 @@ fn update_old_groups(
     if old_geo.group_blocks(last_old) != geo.group_blocks(last_old) {
         touched.insert(last_old);
     }
-    if let Some(d) = freed_dind {
-        touched.insert(old_geo.group_of(d));
+    for &(start, _) in freed {
+        touched.insert(old_geo.group_of(start));
     }
     let mut old_bitmaps = BTreeMap::new();
     for &g in &touched {
@@ -317,8 +353,8 @@ fn update_old_groups(
         for (s, l) in allocated_in(&placed.allocated, first, first + geo.blocks_per_group) {
             set_range(&mut bm, s - first, l, true);
         }
-        if let Some(d) = freed_dind.filter(|&d| geo.group_of(d) == g) {
-            set_range(&mut bm, d - first, 1, false);
+        for &(start, len) in freed.iter().filter(|&&(d, _)| geo.group_of(d) == g) {
+            set_range(&mut bm, start - first, len, false);
         }
         let used = count_set(&bm, geo.group_blocks(g));
         let gi = to_usize(g, "group")?;
@@ -400,6 +436,24 @@ fn update_counts(
     Ok(())
 }
 
+/// The resize inode to rewrite: the feature's, or a stale one (feature
+/// cleared, block pointers left) that growing clears.
+fn resize_inode_of(old: &OldFs, regions: &Regions) -> Result<Option<ResizeInode>, FsError> {
+    let Some(raw) = regions.resize_inode.as_deref() else {
+        if old.sb.has_compat(COMPAT_RESIZE_INODE) {
+            return Err(FsError::unsupported(
+                "a resize inode that was not read (a bug)",
+            ));
+        }
+        return Ok(None);
+    };
+    let offset = ResizeInode::offset_of(old);
+    if !old.sb.has_compat(COMPAT_RESIZE_INODE) && ResizeInode::dind_of(raw) == 0 {
+        return Ok(None);
+    }
+    ResizeInode::parse(raw, offset, old).map(Some)
+}
+
 /// Computes the grown filesystem for a device of `dev_blocks` blocks from
 /// `old` and the `regions` read so far. No I/O.
 pub fn compute(old: &OldFs, regions: &Regions, dev_blocks: u64) -> Result<Layout, ComputeError> {
@@ -417,21 +471,16 @@ pub fn compute(old: &OldFs, regions: &Regions, dev_blocks: u64) -> Result<Layout
         return Ok(unchanged(old));
     }
     let (strategy, mut sb, geo) = plan_descriptors(old, new_blocks)?;
-    let resize_inode = if old.sb.has_compat(COMPAT_RESIZE_INODE) {
-        let raw = regions
-            .resize_inode
-            .as_deref()
-            .ok_or_else(|| FsError::unsupported("a resize inode that was not read (a bug)"))?;
-        Some(ResizeInode::parse(raw, ResizeInode::offset_of(old), old)?)
-    } else {
-        None
-    };
+    let resize_inode = resize_inode_of(old, regions)?;
     let (mut placed, mut bitmaps) = place_tables(old, regions, &geo)?;
-    let freed_dind = match (&resize_inode, strategy) {
-        (Some(ri), Strategy::ConvertToMetaBg) => Some(ri.dind),
-        _ => None,
-    };
-    let old_bitmaps = update_old_groups(&geo, freed_dind, &mut placed, &mut bitmaps)?;
+    // The resize inode is emptied when the feature goes (converting to
+    // meta_bg) or was already gone (a stale inode e2fsck would clear).
+    let mut freed = stale_reserved_ranges(old, &geo);
+    match &resize_inode {
+        Some(ri) if !sb.has_compat(COMPAT_RESIZE_INODE) => freed.push((ri.dind, 1)),
+        _ => {}
+    }
+    let old_bitmaps = update_old_groups(&geo, &freed, &mut placed, &mut bitmaps)?;
     describe_new_groups(&sb, old.geo.groups, &geo, &mut placed)?;
     update_counts(&mut sb, old, &geo, &placed.descs)?;
     Ok(Layout {

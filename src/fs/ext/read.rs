@@ -143,7 +143,9 @@ pub fn read_fs(dev: &dyn Device) -> Result<Option<OldFs>, FsError> {
 /// old group alone). BLOCK_UNINIT groups are derived, not read.
 pub fn read_regions(dev: &dyn Device, old: &OldFs) -> Result<Regions, FsError> {
     let mut regions = Regions::default();
-    if old.sb.has_compat(COMPAT_RESIZE_INODE) {
+    // A stale resize inode (feature cleared, reserved GDT blocks left) is
+    // read too: growing clears it.
+    if old.sb.has_compat(COMPAT_RESIZE_INODE) || old.sb.reserved_gdt_blocks > 0 {
         regions.resize_inode = Some(read(
             dev,
             ResizeInode::offset_of(old),

@@ -53,6 +53,12 @@ fn inode_checksum(sb: &Superblock, ino: u64, raw: &[u8]) -> (u32, bool) {
 }
 
 impl ResizeInode {
+    /// `i_block[13]` of a record (0 when too short).
+    pub fn dind_of(raw: &[u8]) -> u64 {
+        raw.get(I_BLOCK_DIND..I_BLOCK_DIND + 4)
+            .map_or(0, |b| u64::from(le32_at(b, 0)))
+    }
+
     /// Where the resize inode's record lies: group 0's inode table, slot 7.
     pub fn offset_of(old: &OldFs) -> u64 {
         let isz = u64::from(old.sb.inode_size);

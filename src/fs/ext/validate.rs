@@ -360,4 +360,31 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn each_superblock_rule_names_its_field() {
+        let cases: [(Mutation, &str); 6] = [
+            (|sb| sb.r_blocks_count = 0xFFFF_FFFF, "s_r_blocks_count"),
+            (|sb| sb.first_ino = 3, "s_first_ino"),
+            (|sb| sb.rev_level = 2, "s_rev_level"),
+            (
+                |sb| {
+                    sb.feature_incompat |= INCOMPAT_FLEX_BG;
+                    sb.log_groups_per_flex = 40;
+                },
+                "s_log_groups_per_flex",
+            ),
+            (|sb| sb.inodes_per_group = 1, "s_inodes_per_group"),
+            (|sb| sb.reserved_gdt_blocks = 5000, "s_reserved_gdt_blocks"),
+        ];
+        for (change, field) in cases {
+            let mut sb = Superblock::parse(&golden(), SUPERBLOCK_OFFSET).unwrap();
+            validate_superblock(&sb).unwrap();
+            change(&mut sb);
+            match validate_superblock(&sb).unwrap_err() {
+                FsError::Corrupt { field: f, .. } => assert_eq!(f, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
 }

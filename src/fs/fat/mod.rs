@@ -245,6 +245,14 @@ mod tests {
     }
 
     #[test]
+    fn fat16_without_a_root_directory_is_refused_by_field() {
+        let mut d = fat16(40000, 40, 40000 * 512);
+        put_u16(&mut d.bytes, BPB_ROOT_ENT_CNT, 0);
+        let e = probe(&d).unwrap_err().to_string();
+        assert!(e.contains("BPB_RootEntCnt") && e.contains("found 0"), "{e}");
+    }
+
+    #[test]
     fn grows_in_place_and_switches_to_totsec32() {
         let mut d = fat16(40000, 40, 70000 * 512);
         let cap = 40 * 256 - 2;
