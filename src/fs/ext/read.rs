@@ -9,7 +9,7 @@ use super::error::FsError;
 use super::layout::{compute, geometry_of, to_usize, ComputeError, Layout, OldFs, Regions};
 use super::resize_inode::ResizeInode;
 use super::superblock::*;
-use super::validate::{validate_descriptors, validate_superblock};
+use super::validate::{validate_descriptors, validate_superblock, validate_table_locations};
 use crate::disk::device::Device;
 
 pub(crate) fn read(
@@ -135,6 +135,7 @@ pub fn read_fs(dev: &dyn Device) -> Result<Option<OldFs>, FsError> {
         }
     }
     validate_descriptors(&sb, &geo, &descs, &desc_offset)?;
+    validate_table_locations(&sb, &geo, &descs, &desc_offset)?;
     Ok(Some(OldFs { sb, geo, descs }))
 }
 

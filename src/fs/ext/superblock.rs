@@ -574,7 +574,7 @@ impl Superblock {
         if self.free_blocks_count > self.blocks_count {
             return Err(FsError::NeedsFsck {
                 reason: format!(
-                    "free block count {} exceeds block count {}",
+                    "s_free_blocks_count {} exceeds s_blocks_count {}",
                     self.free_blocks_count, self.blocks_count
                 ),
             });
@@ -582,7 +582,7 @@ impl Superblock {
         if self.free_inodes_count > self.inodes_count {
             return Err(FsError::NeedsFsck {
                 reason: format!(
-                    "free inode count {} exceeds inode count {}",
+                    "s_free_inodes_count {} exceeds s_inodes_count {}",
                     self.free_inodes_count, self.inodes_count
                 ),
             });

@@ -185,6 +185,83 @@ fn validate_group_zero_metadata(geo: &Geometry) -> Result<(), FsError> {
     Ok(())
 }
 
+/// One metadata extent for the overlap rule: (start, len, group, field,
+/// offset of the field inside a descriptor; the backup area has none).
+type Extent = (u64, u64, u64, &'static str, Option<u64>);
+
+/// `ext2fs_check_desc`'s rule: bitmaps and inode tables lie inside their
+/// own group (anywhere, with flex_bg) and overlap neither each other nor a
+/// superblock, descriptor or reserved GDT block. e2fsck -n falls back to
+/// the backup descriptors when this fails and may then exit 0; growing
+/// from the primary table would write over whatever the pointer names.
+pub fn validate_table_locations(
+    sb: &Superblock,
+    geo: &Geometry,
+    descs: &GroupDescs,
+    desc_offset: &dyn Fn(u64) -> u64,
+) -> Result<(), FsError> {
+    let flex = sb.has_incompat(INCOMPAT_FLEX_BG);
+    let mut extents: Vec<Extent> = Vec::new();
+    for g in 0..geo.groups {
+        let gi = to_usize(g, "group")?;
+        let backup = geo.backup_len(g);
+        if backup > 0 {
+            extents.push((
+                geo.group_first(g),
+                backup,
+                g,
+                "superblock and descriptors",
+                None,
+            ));
+        }
+        for (field, off, start, len) in [
+            ("bg_block_bitmap", 0x00, descs.block_bitmap(gi), 1),
+            ("bg_inode_bitmap", 0x04, descs.inode_bitmap(gi), 1),
+            (
+                "bg_inode_table",
+                0x08,
+                descs.inode_table(gi),
+                geo.inode_blocks_per_group,
+            ),
+        ] {
+            let inside = start >= geo.group_first(g)
+                && start.saturating_add(len) <= geo.group_first(g) + geo.group_blocks(g);
+            if !flex && !inside {
+                return Err(FsError::corrupt(
+                    "group descriptor",
+                    field,
+                    desc_offset(g) + off,
+                    format!("{start} (group {g})"),
+                    format!("a block inside group {g} (no flex_bg)"),
+                ));
+            }
+            extents.push((start, len, g, field, Some(off)));
+        }
+    }
+    extents.sort_unstable_by_key(|e| e.0);
+    for pair in extents.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a.0.saturating_add(a.1) > b.0 {
+            // Name a descriptor field: the later extent's, else the earlier's.
+            let (culprit, other) = if b.4.is_some() { (b, a) } else { (a, b) };
+            return Err(FsError::corrupt(
+                "group descriptor",
+                culprit.3,
+                desc_offset(culprit.2) + culprit.4.unwrap_or(0),
+                format!("{} (group {})", culprit.0, culprit.2),
+                format!(
+                    "a block clear of the {} of group {} (blocks {}..{})",
+                    other.3,
+                    other.2,
+                    other.0,
+                    other.0.saturating_add(other.1)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Every descriptor's counts: free blocks within the group, free inodes,
 /// directories and unused inodes within `s_inodes_per_group`; and the
 /// totals the superblock keeps.
@@ -286,7 +363,8 @@ pub fn check_growable(sb: &Superblock) -> Result<(), FsError> {
                 }
                 None => {
                     return Err(FsError::unsupported(format!(
-                        "unknown {set:?} feature bit {bit:#x}"
+                        "unknown {set:?} feature bit {bit:#x} (s_feature_{})",
+                        format!("{set:?}").to_lowercase()
                     )))
                 }
             }
