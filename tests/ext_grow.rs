@@ -623,3 +623,82 @@ fn the_kernel_fills_a_filesystem_converted_to_meta_bg() {
     fsck_clean(&img);
     assert_eq!(file_bytes(&img, dir.path(), "large").len(), 1_500_000);
 }
+
+/// mke2fs, then `resize_inode` cleared with debugfs: `s_reserved_gdt_blocks`
+/// stays (256 for 1 KiB blocks) and inode 7 keeps its blocks. e2fsck -fn
+/// calls that rc 0 (it only offers to zero the field). Grown, it must be
+/// clean with nothing to offer; resize2fs leaves inode 7 pointing at
+/// overwritten blocks (e2fsck rc 4), so only counts are compared with it.
+fn grow_stale_reserved_gdt(args: &[&str], size: u64, new_size: u64) -> vhdkit::fs::ext::GrowPlan {
+    let dir = tempfile::TempDir::new().unwrap();
+    let img = make_image(dir.path(), size, args);
+    run(Command::new("debugfs")
+        .args(["-w", "-R", "feature -resize_inode"])
+        .arg(&img));
+    assert_ne!(dumpe2fs(&img)["Reserved GDT blocks"], "0");
+    fsck_clean(&img);
+    let theirs = dir.path().join("theirs.img");
+    copy(&img, &theirs);
+    truncate(&theirs, new_size);
+    run(Command::new("resize2fs").arg(&theirs));
+    truncate(&img, new_size);
+    let plan = grow_ours(&img, new_size);
+    fsck_clean(&img);
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&img)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !text.contains("? no"),
+        "e2fsck still offers a fix after our grow:\n{text}"
+    );
+    let (da, db) = (dumpe2fs(&theirs), dumpe2fs(&img));
+    for f in COUNTS {
+        assert_eq!(da.get(f), db.get(f), "dumpe2fs field {f:?} differs");
+    }
+    // dumpe2fs leaves the line out when the count is 0.
+    assert_eq!(
+        db.get("Reserved GDT blocks").map_or("0", |v| v.as_str()),
+        "0"
+    );
+    assert!(!db["Filesystem features"].contains("resize_inode"));
+    for name in ["small", "medium", "large"] {
+        let written = std::fs::read(dir.path().join(name)).unwrap();
+        assert_eq!(file_bytes(&img, dir.path(), name), written, "{name}");
+    }
+    plan
+}
+
+#[test]
+fn ext4_stale_reserved_gdt_blocks_without_resize_inode() {
+    if !tools_present() {
+        return;
+    }
+    let plan = grow_stale_reserved_gdt(&["-t", "ext4"], 64 * MIB, 400 * MIB);
+    assert_eq!(plan.before.reserved_gdt_blocks, 256);
+    assert_eq!(plan.after.first_meta_bg, None);
+}
+
+#[test]
+fn ext3_stale_reserved_gdt_blocks_without_resize_inode() {
+    if !tools_present() {
+        return;
+    }
+    grow_stale_reserved_gdt(&["-t", "ext3"], 64 * MIB, 400 * MIB);
+}
+
+#[test]
+fn ext4_stale_reserved_gdt_blocks_run_out_and_convert_to_meta_bg() {
+    if !tools_present() {
+        return;
+    }
+    // 1 KiB blocks, 64-byte descriptors: 16 groups (128 MiB) per
+    // descriptor block; 1 + 63 reserved cover 8 GiB, so 9 GiB converts.
+    let plan = grow_stale_reserved_gdt(&["-t", "ext4", "-b", "1024"], 8 * MIB, 9 * GIB);
+    assert_eq!(plan.strategy, Strategy::ConvertToMetaBg);
+    let first = plan.after.first_meta_bg.unwrap();
+    assert!(u64::from(first) <= plan.after.desc_blocks, "{plan:?}");
+}

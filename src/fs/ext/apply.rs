@@ -5,9 +5,10 @@
 
 use super::bitmap::set_range;
 use super::csum::crc32c_raw;
-use super::desc::{BG_BLOCK_UNINIT, BG_INODE_UNINIT};
+use super::desc::{GroupDescs, BG_BLOCK_UNINIT, BG_INODE_UNINIT};
 use super::error::FsError;
-use super::layout::{allocated_in, resize_inode_sectors, Layout, Strategy};
+use super::layout::{resize_inode_sectors, Layout, Strategy};
+use super::place::allocated_in;
 use super::superblock::{COMPAT_RESIZE_INODE, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 use crate::disk::device::Device;
 
@@ -136,6 +137,131 @@ fn new_block_bitmap(layout: &Layout, g: u64, bs: usize) -> Vec<u8> {
     buf
 }
 
+/// What every write of one layout shares.
+struct Ctx<'a> {
+    layout: &'a Layout,
+    bs: usize,
+    bitmap_bytes: usize,
+    inode_bitmap_bytes: usize,
+    seed: u32,
+}
+
+impl Ctx<'_> {
+    fn write(
+        &self,
+        dev: &mut dyn Device,
+        block: u64,
+        data: &[u8],
+        what: &'static str,
+    ) -> Result<(), FsError> {
+        let offset = block * self.layout.geo.block_size;
+        dev.write_at(offset, data).map_err(io_err(what, offset))
+    }
+}
+
+/// Makes one write of the first pass (everything but descriptor blocks and
+/// the primary superblock); bitmap checksums go into `descs`.
+fn write_one(
+    dev: &mut dyn Device,
+    ctx: &Ctx<'_>,
+    descs: &mut GroupDescs,
+    w: Write,
+) -> Result<(), FsError> {
+    let layout = ctx.layout;
+    let (geo, sb, bs, seed) = (&layout.geo, &layout.sb, ctx.bs, ctx.seed);
+    let (bitmap_bytes, inode_bitmap_bytes) = (ctx.bitmap_bytes, ctx.inode_bitmap_bytes);
+    let gi = |g: u64| usize::try_from(g).unwrap_or(usize::MAX);
+    let write = |dev: &mut dyn Device, block: u64, data: &[u8], what: &'static str| {
+        ctx.write(dev, block, data, what)
+    };
+    match w {
+        Write::NewBlockBitmap(g) | Write::OldBlockBitmap(g) => {
+            let buf = if let Write::NewBlockBitmap(_) = w {
+                new_block_bitmap(layout, g, bs)
+            } else {
+                let mut buf = vec![0xFFu8; bs];
+                if let Some(bm) = layout.old_bitmaps.get(&g) {
+                    buf[..bm.len()].copy_from_slice(bm);
+                }
+                buf
+            };
+            if sb.metadata_csum() {
+                descs.set_block_bitmap_csum(gi(g), crc32c_raw(seed, &buf[..bitmap_bytes]));
+            }
+            let at = descs.block_bitmap(gi(g));
+            write(dev, at, &buf, "writing a block bitmap")?;
+        }
+        Write::NewInodeBitmap(g) => {
+            let mut buf = vec![0xFFu8; bs];
+            buf[..inode_bitmap_bytes].fill(0);
+            if sb.metadata_csum() {
+                descs.set_inode_bitmap_csum(gi(g), crc32c_raw(seed, &buf[..inode_bitmap_bytes]));
+            }
+            write(
+                dev,
+                descs.inode_bitmap(gi(g)),
+                &buf,
+                "writing an inode bitmap",
+            )?;
+        }
+        Write::ZeroInodeTable(g) => {
+            const CHUNK_BLOCKS: u64 = 256;
+            let start = descs.inode_table(gi(g));
+            let zeros = vec![0u8; bs * 256];
+            let mut done = 0;
+            while done < geo.inode_blocks_per_group {
+                let n = CHUNK_BLOCKS.min(geo.inode_blocks_per_group - done);
+                let len = usize::try_from(n).unwrap_or(0) * bs;
+                write(dev, start + done, &zeros[..len], "zeroing an inode table")?;
+                done += n;
+            }
+        }
+        Write::ResizeDind => {
+            let Some(ri) = &layout.resize_inode else {
+                return Ok(());
+            };
+            let apb = geo.block_size / 4;
+            let mut buf = vec![0u8; bs];
+            for k in 0..geo.reserved_gdt_blocks {
+                let slot = (geo.desc_blocks() + k) % apb;
+                let blk = geo.first_data_block + 1 + geo.desc_blocks() + k;
+                put_u32(&mut buf, slot, blk)?;
+            }
+            write(
+                dev,
+                ri.dind,
+                &buf,
+                "writing the resize inode's indirect block",
+            )?;
+        }
+        Write::ResizeReserved(k) => {
+            let blk = geo.first_data_block + 1 + geo.desc_blocks() + k;
+            let mut buf = vec![0u8; bs];
+            for (slot, g) in geo.backup_groups().enumerate() {
+                put_u32(&mut buf, slot as u64, blk + g * geo.blocks_per_group)?;
+            }
+            write(dev, blk, &buf, "writing a reserved GDT block")?;
+        }
+        Write::ResizeInodeRecord => {
+            let Some(ri) = &layout.resize_inode else {
+                return Ok(());
+            };
+            let keep = sb.has_compat(COMPAT_RESIZE_INODE);
+            let sectors = if keep { resize_inode_sectors(geo) } else { 0 };
+            let raw = ri.updated(sb, sectors, !keep);
+            dev.write_at(ri.offset, &raw)
+                .map_err(io_err("writing the resize inode", ri.offset))?;
+        }
+        Write::BackupSuper(g) => {
+            let nr = u16::try_from(g).unwrap_or(u16::MAX);
+            let raw = sb.to_bytes(nr);
+            write(dev, geo.group_first(g), &raw, "writing a backup superblock")?;
+        }
+        Write::DescBlock { .. } | Write::PrimarySuper => {}
+    }
+    Ok(())
+}
+
 /// Writes `layout` to `dev`.
 pub fn apply(dev: &mut dyn Device, layout: &Layout) -> Result<(), FsError> {
     let list = writes(layout);
@@ -145,103 +271,16 @@ pub fn apply(dev: &mut dyn Device, layout: &Layout) -> Result<(), FsError> {
     let geo = &layout.geo;
     let sb = &layout.sb;
     let bs = usize::try_from(geo.block_size).map_err(|_| FsError::unsupported("block size"))?;
-    let bitmap_bytes = usize::try_from(geo.blocks_per_group / 8).unwrap_or(bs);
-    let inode_bitmap_bytes = usize::try_from(sb.inodes_per_group / 8).unwrap_or(bs);
-    let seed = sb.csum_seed();
-    let mut descs = layout.descs.clone();
-    let gi = |g: u64| usize::try_from(g).unwrap_or(usize::MAX);
-    let write = |dev: &mut dyn Device, block: u64, data: &[u8], what: &'static str| {
-        let offset = block * geo.block_size;
-        dev.write_at(offset, data).map_err(io_err(what, offset))
+    let ctx = Ctx {
+        layout,
+        bs,
+        bitmap_bytes: usize::try_from(geo.blocks_per_group / 8).unwrap_or(bs),
+        inode_bitmap_bytes: usize::try_from(sb.inodes_per_group / 8).unwrap_or(bs),
+        seed: sb.csum_seed(),
     };
-
+    let mut descs = layout.descs.clone();
     for &w in &list {
-        match w {
-            Write::NewBlockBitmap(g) | Write::OldBlockBitmap(g) => {
-                let buf = if let Write::NewBlockBitmap(_) = w {
-                    new_block_bitmap(layout, g, bs)
-                } else {
-                    let mut buf = vec![0xFFu8; bs];
-                    if let Some(bm) = layout.old_bitmaps.get(&g) {
-                        buf[..bm.len()].copy_from_slice(bm);
-                    }
-                    buf
-                };
-                if sb.metadata_csum() {
-                    descs.set_block_bitmap_csum(gi(g), crc32c_raw(seed, &buf[..bitmap_bytes]));
-                }
-                let at = descs.block_bitmap(gi(g));
-                write(dev, at, &buf, "writing a block bitmap")?;
-            }
-            Write::NewInodeBitmap(g) => {
-                let mut buf = vec![0xFFu8; bs];
-                buf[..inode_bitmap_bytes].fill(0);
-                if sb.metadata_csum() {
-                    descs
-                        .set_inode_bitmap_csum(gi(g), crc32c_raw(seed, &buf[..inode_bitmap_bytes]));
-                }
-                write(
-                    dev,
-                    descs.inode_bitmap(gi(g)),
-                    &buf,
-                    "writing an inode bitmap",
-                )?;
-            }
-            Write::ZeroInodeTable(g) => {
-                const CHUNK_BLOCKS: u64 = 256;
-                let start = descs.inode_table(gi(g));
-                let zeros = vec![0u8; bs * 256];
-                let mut done = 0;
-                while done < geo.inode_blocks_per_group {
-                    let n = CHUNK_BLOCKS.min(geo.inode_blocks_per_group - done);
-                    let len = usize::try_from(n).unwrap_or(0) * bs;
-                    write(dev, start + done, &zeros[..len], "zeroing an inode table")?;
-                    done += n;
-                }
-            }
-            Write::ResizeDind => {
-                let Some(ri) = &layout.resize_inode else {
-                    continue;
-                };
-                let apb = geo.block_size / 4;
-                let mut buf = vec![0u8; bs];
-                for k in 0..geo.reserved_gdt_blocks {
-                    let slot = (geo.desc_blocks() + k) % apb;
-                    let blk = geo.first_data_block + 1 + geo.desc_blocks() + k;
-                    put_u32(&mut buf, slot, blk)?;
-                }
-                write(
-                    dev,
-                    ri.dind,
-                    &buf,
-                    "writing the resize inode's indirect block",
-                )?;
-            }
-            Write::ResizeReserved(k) => {
-                let blk = geo.first_data_block + 1 + geo.desc_blocks() + k;
-                let mut buf = vec![0u8; bs];
-                for (slot, g) in geo.backup_groups().enumerate() {
-                    put_u32(&mut buf, slot as u64, blk + g * geo.blocks_per_group)?;
-                }
-                write(dev, blk, &buf, "writing a reserved GDT block")?;
-            }
-            Write::ResizeInodeRecord => {
-                let Some(ri) = &layout.resize_inode else {
-                    continue;
-                };
-                let keep = sb.has_compat(COMPAT_RESIZE_INODE);
-                let sectors = if keep { resize_inode_sectors(geo) } else { 0 };
-                let raw = ri.updated(sb, sectors, !keep);
-                dev.write_at(ri.offset, &raw)
-                    .map_err(io_err("writing the resize inode", ri.offset))?;
-            }
-            Write::BackupSuper(g) => {
-                let nr = u16::try_from(g).unwrap_or(u16::MAX);
-                let raw = sb.to_bytes(nr);
-                write(dev, geo.group_first(g), &raw, "writing a backup superblock")?;
-            }
-            Write::DescBlock { .. } | Write::PrimarySuper => {}
-        }
+        write_one(dev, &ctx, &mut descs, w)?;
     }
 
     // Checksums last: every bitmap sum is in place now.
@@ -260,7 +299,7 @@ pub fn apply(dev: &mut dyn Device, layout: &Layout) -> Result<(), FsError> {
                     let n = src.len().min(bs);
                     buf[..n].copy_from_slice(&src[..n]);
                 }
-                write(dev, block, &buf, "writing group descriptors")?;
+                ctx.write(dev, block, &buf, "writing group descriptors")?;
             }
             Write::PrimarySuper => {
                 let raw = sb.to_bytes(0);

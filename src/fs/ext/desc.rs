@@ -153,6 +153,12 @@ impl GroupDescs {
     pub fn set_free_inodes(&mut self, g: usize, v: u32) {
         self.put_split16(g, BG_FREE_INODES_COUNT_LO, BG_FREE_INODES_COUNT_HI, v)
     }
+    pub fn used_dirs(&self, g: usize) -> u32 {
+        self.get_split16(g, BG_USED_DIRS_COUNT_LO, BG_USED_DIRS_COUNT_HI)
+    }
+    pub fn itable_unused(&self, g: usize) -> u32 {
+        self.get_split16(g, BG_ITABLE_UNUSED_LO, BG_ITABLE_UNUSED_HI)
+    }
     pub fn set_used_dirs(&mut self, g: usize, v: u32) {
         self.put_split16(g, BG_USED_DIRS_COUNT_LO, BG_USED_DIRS_COUNT_HI, v)
     }

@@ -48,17 +48,22 @@
 mod apply;
 mod bitmap;
 mod csum;
-mod desc;
+pub mod desc;
 mod error;
-mod geometry;
+pub mod geometry;
 mod layout;
-mod superblock;
+mod place;
+mod read;
+mod resize_inode;
+pub mod superblock;
+mod validate;
 
 pub use error::FsError;
 pub use layout::Strategy;
 
 use crate::disk::device::Device;
-use layout::{compute, read_fs, read_superblock, Layout};
+use layout::Layout;
+use read::{layout_for as read_layout, read_superblock};
 use superblock::*;
 
 /// What a probe tells about an ext filesystem.
@@ -144,10 +149,7 @@ pub struct GrowPlan {
 }
 
 fn layout_for(dev: &dyn Device, new_size_bytes: u64) -> Result<Layout, FsError> {
-    let old =
-        read_fs(dev)?.ok_or_else(|| FsError::unsupported("the device holds no ext filesystem"))?;
-    let dev_bytes = new_size_bytes.min(dev.size_bytes());
-    compute(dev, &old, dev_bytes / old.geo.block_size)
+    read_layout(dev, new_size_bytes.min(dev.size_bytes()))
 }
 
 fn plan_of(layout: &Layout, new_size_bytes: u64) -> GrowPlan {

@@ -406,6 +406,13 @@ impl Superblock {
     /// The rules a superblock must pass before any geometry is derived
     /// from it; each names its field and both values.
     fn validate(&self, offset: u64) -> Result<(), FsError> {
+        self.validate_checksum(offset)?;
+        self.validate_geometry(offset)?;
+        self.validate_counts(offset)
+    }
+
+    /// `s_checksum_type` and `s_checksum` (metadata_csum only).
+    fn validate_checksum(&self, offset: u64) -> Result<(), FsError> {
         let at = |field: usize| offset + field as u64;
         let fail = |field: &'static str, off: usize, found: String, expected: &str| {
             Err(FsError::corrupt(
@@ -437,6 +444,21 @@ impl Superblock {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Block size, first data block, group sizes, inode and descriptor sizes.
+    fn validate_geometry(&self, offset: u64) -> Result<(), FsError> {
+        let at = |field: usize| offset + field as u64;
+        let fail = |field: &'static str, off: usize, found: String, expected: &str| {
+            Err(FsError::corrupt(
+                "superblock",
+                field,
+                at(off),
+                found,
+                expected,
+            ))
+        };
         if self.log_block_size > MAX_LOG_BLOCK_SIZE {
             return fail(
                 "s_log_block_size",
@@ -513,6 +535,21 @@ impl Superblock {
                 "a power of two of at least 64 (64bit is set)",
             );
         }
+        Ok(())
+    }
+
+    /// Block and inode counts against the geometry.
+    fn validate_counts(&self, offset: u64) -> Result<(), FsError> {
+        let at = |field: usize| offset + field as u64;
+        let fail = |field: &'static str, off: usize, found: String, expected: &str| {
+            Err(FsError::corrupt(
+                "superblock",
+                field,
+                at(off),
+                found,
+                expected,
+            ))
+        };
         if self.blocks_count <= u64::from(self.first_data_block) {
             return fail(
                 "s_blocks_count",
@@ -537,7 +574,7 @@ impl Superblock {
         if self.free_blocks_count > self.blocks_count {
             return Err(FsError::NeedsFsck {
                 reason: format!(
-                    "free block count {} exceeds block count {}",
+                    "s_free_blocks_count {} exceeds s_blocks_count {}",
                     self.free_blocks_count, self.blocks_count
                 ),
             });
@@ -545,7 +582,7 @@ impl Superblock {
         if self.free_inodes_count > self.inodes_count {
             return Err(FsError::NeedsFsck {
                 reason: format!(
-                    "free inode count {} exceeds inode count {}",
+                    "s_free_inodes_count {} exceeds s_inodes_count {}",
                     self.free_inodes_count, self.inodes_count
                 ),
             });
