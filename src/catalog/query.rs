@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use rusqlite::types::Value;
+use rusqlite::Connection;
 use serde::Serialize;
 
 use super::records::{self, Entry, COLUMNS};
@@ -72,19 +73,72 @@ pub struct Filter {
     pub limit: Option<u64>,
 }
 
-/// The SQL and its parameters for `filter`, selecting `what`.
-fn build(what: &str, filter: &Filter) -> (String, Vec<Value>) {
+/// The column `ORDER BY` uses for a sort key. Records are numbered in the
+/// order they are created (`seq`), so "newest" follows the primary key
+/// instead of a sort on text.
+fn order_column(key: &str) -> &str {
+    match key {
+        "created_at" => "seq",
+        other => other,
+    }
+}
+
+/// The `seq`s of the images having every property in `properties`,
+/// ascending. Each filter is one range of the `(key, value, image_seq)`
+/// index, already in `seq` order; the ranges are intersected here (a merge
+/// costs a few nanoseconds per entry, where SQLite's `INTERSECT` or a probe
+/// per entry costs microseconds).
+fn matching(conn: &Connection, db: &Path, properties: &[(String, String)]) -> Result<Vec<i64>> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT image_seq FROM properties WHERE key = ?1 AND value = ?2 ORDER BY image_seq",
+        )
+        .db(db, "find by property")?;
+    let mut ranges = Vec::with_capacity(properties.len());
+    for (k, v) in properties {
+        let seqs = stmt
+            .query_map([k, v], |r| r.get::<_, i64>(0))
+            .db(db, "find by property")?
+            .collect::<rusqlite::Result<Vec<i64>>>()
+            .db(db, "find by property")?;
+        ranges.push(seqs);
+    }
+    ranges.sort_by_key(Vec::len);
+    let mut ranges = ranges.into_iter();
+    let mut out = ranges.next().unwrap_or_default();
+    for other in ranges {
+        out = intersect(&out, &other);
+    }
+    Ok(out)
+}
+
+/// The values in both ascending lists.
+fn intersect(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+        match x.cmp(y) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(*x);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+/// The SQL and its parameters for `filter`, selecting `what`; `seqs` (a
+/// JSON array) are the images the property filters left.
+fn build(what: &str, filter: &Filter, seqs: Option<String>) -> (String, Vec<Value>) {
     let mut sql = format!("SELECT {what} FROM images");
     let mut params: Vec<Value> = Vec::new();
     let mut clauses: Vec<String> = Vec::new();
-    if !filter.properties.is_empty() {
-        let one = "SELECT image_seq FROM properties WHERE key = ? AND value = ?";
-        let parts: Vec<&str> = filter.properties.iter().map(|_| one).collect();
-        clauses.push(format!("seq IN ({})", parts.join(" INTERSECT ")));
-        for (k, v) in &filter.properties {
-            params.push(Value::Text(k.clone()));
-            params.push(Value::Text(v.clone()));
-        }
+    if let Some(list) = seqs {
+        clauses.push("seq IN (SELECT value FROM json_each(?))".into());
+        params.push(Value::Text(list));
     }
     for (column, value) in [
         ("name", filter.name.clone()),
@@ -106,7 +160,10 @@ fn build(what: &str, filter: &Filter) -> (String, Vec<Value>) {
         "ASC"
     };
     // The sort key comes from SORT_KEYS, never from the user's text.
-    sql.push_str(&format!(" ORDER BY {} {dir}, seq {dir}", filter.sort.key));
+    match order_column(filter.sort.key) {
+        "seq" => sql.push_str(&format!(" ORDER BY seq {dir}")),
+        column => sql.push_str(&format!(" ORDER BY {column} {dir}, seq {dir}")),
+    }
     if let Some(n) = filter.limit {
         sql.push_str(" LIMIT ?");
         params.push(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)));
@@ -114,32 +171,44 @@ fn build(what: &str, filter: &Filter) -> (String, Vec<Value>) {
     (sql, params)
 }
 
-/// The images `filter` selects, in its order, with their properties.
-pub fn list(
-    conn: &rusqlite::Connection,
+/// Runs `filter` selecting `what`, mapping each row with `map`.
+fn select<T>(
+    conn: &Connection,
     db: &Path,
-    store: &Store,
+    what: &str,
     filter: &Filter,
-) -> Result<Vec<Entry>> {
-    let (sql, params) = build(COLUMNS, filter);
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let seqs = if filter.properties.is_empty() {
+        None
+    } else {
+        let seqs = matching(conn, db, &filter.properties)?;
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::to_string(&seqs).ok()
+    };
+    let (sql, params) = build(what, filter, seqs);
     let mut stmt = conn.prepare(&sql).db(db, "list images")?;
-    let mut entries: Vec<Entry> = stmt
-        .query_map(rusqlite::params_from_iter(params), |r| {
-            records::from_row(r, store)
-        })
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(params), map)
         .db(db, "list images")?
-        .collect::<rusqlite::Result<_>>()
+        .collect::<rusqlite::Result<Vec<T>>>()
         .db(db, "list images")?;
-    for e in &mut entries {
-        e.image.properties = records::properties(conn, db, e.seq)?;
-    }
+    Ok(rows)
+}
+
+/// The images `filter` selects, in its order, with their properties.
+pub fn list(conn: &Connection, db: &Path, store: &Store, filter: &Filter) -> Result<Vec<Entry>> {
+    let mut entries = select(conn, db, COLUMNS, filter, |r| records::from_row(r, store))?;
+    records::load_properties(conn, db, &mut entries)?;
     Ok(entries)
 }
 
 /// The ids of the active images with every property in `properties`,
 /// newest first (only the newest with `latest`).
 pub fn find(
-    conn: &rusqlite::Connection,
+    conn: &Connection,
     db: &Path,
     properties: &[(String, String)],
     latest: bool,
@@ -150,14 +219,7 @@ pub fn find(
         limit: latest.then_some(1),
         ..Filter::default()
     };
-    let (sql, params) = build("id", &filter);
-    let mut stmt = conn.prepare(&sql).db(db, "find images")?;
-    let ids = stmt
-        .query_map(rusqlite::params_from_iter(params), |r| r.get(0))
-        .db(db, "find images")?
-        .collect::<rusqlite::Result<Vec<String>>>()
-        .db(db, "find images")?;
-    Ok(ids)
+    select(conn, db, "id", &filter, |r| r.get(0))
 }
 
 #[cfg(test)]
@@ -179,19 +241,21 @@ mod tests {
     }
 
     #[test]
-    fn filters_become_one_intersection() {
+    fn ranges_intersect() {
+        assert_eq!(intersect(&[1, 3, 5, 7, 9], &[2, 3, 4, 9, 10]), [3, 9]);
+        assert!(intersect(&[], &[1]).is_empty());
+    }
+
+    #[test]
+    fn newest_first_follows_the_primary_key() {
         let f = Filter {
-            properties: vec![("a".into(), "1".into()), ("b".into(), "2".into())],
             status: Some(ImageStatus::Active),
             limit: Some(1),
             ..Default::default()
         };
-        let (sql, params) = build("id", &f);
-        assert!(sql.contains("INTERSECT"), "{sql}");
-        assert!(
-            sql.ends_with("ORDER BY created_at DESC, seq DESC LIMIT ?"),
-            "{sql}"
-        );
-        assert_eq!(params.len(), 6);
+        let (sql, params) = build("id", &f, Some("[1,2]".into()));
+        assert!(sql.contains("json_each"), "{sql}");
+        assert!(sql.ends_with("ORDER BY seq DESC LIMIT ?"), "{sql}");
+        assert_eq!(params.len(), 3);
     }
 }

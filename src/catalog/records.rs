@@ -204,6 +204,34 @@ pub fn properties(conn: &Connection, db: &Path, seq: i64) -> Result<BTreeMap<Str
         .db(db, "read properties")
 }
 
+/// Fills in the properties of `entries` with one query.
+pub fn load_properties(conn: &Connection, db: &Path, entries: &mut [Entry]) -> Result<()> {
+    let index: std::collections::HashMap<i64, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.seq, i))
+        .collect();
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    let list = serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".into());
+    let mut stmt = conn
+        .prepare(
+            "SELECT image_seq, key, value FROM properties \
+             WHERE image_seq IN (SELECT value FROM json_each(?1))",
+        )
+        .db(db, "read properties")?;
+    let mut rows = stmt.query([list]).db(db, "read properties")?;
+    while let Some(row) = rows.next().db(db, "read properties")? {
+        let seq: i64 = row.get(0).db(db, "read properties")?;
+        if let Some(e) = index.get(&seq).and_then(|&i| entries.get_mut(i)) {
+            e.image.properties.insert(
+                row.get(1).db(db, "read properties")?,
+                row.get(2).db(db, "read properties")?,
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The image whose id is `key`, else the one image named `key`.
 pub fn load(conn: &Connection, db: &Path, store: &Store, key: &str) -> Result<Entry> {
     let by_id = conn
@@ -219,7 +247,7 @@ pub fn load(conn: &Connection, db: &Path, store: &Store, key: &str) -> Result<En
         None => {
             let mut stmt = conn
                 .prepare(&format!(
-                    "SELECT {COLUMNS} FROM images WHERE name = ?1 ORDER BY created_at, seq"
+                    "SELECT {COLUMNS} FROM images WHERE name = ?1 ORDER BY seq"
                 ))
                 .db(db, "read an image")?;
             let mut found: Vec<Entry> = stmt

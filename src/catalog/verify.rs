@@ -143,9 +143,7 @@ impl Catalog {
     fn all_entries(&self) -> Result<Vec<Entry>> {
         let mut stmt = self
             .conn
-            .prepare(&format!(
-                "SELECT {COLUMNS} FROM images ORDER BY created_at, seq"
-            ))
+            .prepare(&format!("SELECT {COLUMNS} FROM images ORDER BY seq"))
             .db(&self.path, "list images")?;
         let rows = stmt
             .query_map([], |r| records::from_row(r, &self.store))
