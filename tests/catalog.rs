@@ -184,7 +184,7 @@ fn add_records_glance_digests_and_stores_an_identical_copy() {
     assert!(text.contains(stored.to_str().unwrap()), "{text}");
     let (code, v) = s.json(&["show", "nothing-like-it"]);
     assert_eq!(code, 1);
-    assert_eq!(v["error"]["kind"], "not_found");
+    assert_eq!(v["refused"]["code"], "NOT_FOUND");
 }
 
 #[test]

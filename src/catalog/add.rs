@@ -20,13 +20,13 @@ use super::status::ImageStatus;
 use super::store::{Method, Pending, Store};
 use super::{now_rfc3339, write_tx, Catalog, CatalogError, DbContext, Result};
 use crate::check;
+use crate::cloud::lint::{self, BaseFields, LintInput};
+use crate::cloud::record::{self, RecordInput, VirtualSizes, OS_HASH_ALGO};
+use crate::cloud::targets::{self, Facts};
+use crate::cloud::{Line, Status};
 use crate::disk::{Kind, Source};
-use crate::pipeline::digest::{Algo, Digests};
+use crate::pipeline::digest::{digest_source, Algo, Digests};
 use crate::pipeline::Progress;
-use crate::preflight::lint::{self, BaseFields, LintInput};
-use crate::preflight::record::{self, RecordInput, VirtualSizes, OS_HASH_ALGO};
-use crate::preflight::targets::{self, Facts};
-use crate::preflight::{Line, Status};
 
 /// Glance's default visibility for a new image.
 pub const DEFAULT_VISIBILITY: &str = "shared";
@@ -223,7 +223,9 @@ fn ingest(
     let file = File::open(image).map_err(|e| crate::Error::io(image, "open", e))?;
     let (digests, method) = std::thread::scope(|s| {
         let copier = pending.map(|p| s.spawn(|| p.fill(&file, image, before.0)));
-        let digests = crate::convert::checksum(image, &[Algo::Md5, Algo::Sha512], progress);
+        let digests = Source::open(image)
+            .and_then(|s| digest_source(&s, &[Algo::Md5, Algo::Sha512], None, progress))
+            .map(|(d, _)| d);
         let method = match copier.map(|c| c.join()) {
             None => Ok(Method::Reference),
             Some(Ok(m)) => m,
@@ -233,10 +235,11 @@ fn ingest(
     });
     let (digests, method) = (digests?, method?);
     if stamp(image)? != before || digests.size != before.0 {
-        return Err(crate::Error::Refused {
-            path: image.to_path_buf(),
-            reason: "the file changed while it was being added; add it again".into(),
-        }
+        return Err(crate::Error::refused(
+            image,
+            "CHANGED_DURING_ADD",
+            "the file changed while it was being added; add it again",
+        )
         .into());
     }
     Ok((digests, method))

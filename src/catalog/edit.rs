@@ -10,8 +10,8 @@ use serde::Serialize;
 use super::records::{self, Entry};
 use super::status::{transition, Action, ImageStatus};
 use super::{now_rfc3339, write_tx, Catalog, CatalogError, DbContext, Result};
-use crate::preflight::lint::{self, LintInput, RESERVED_KEYS, RESERVED_PREFIX};
-use crate::preflight::{Line, Status};
+use crate::cloud::lint::{self, LintInput, RESERVED_KEYS, RESERVED_PREFIX};
+use crate::cloud::{Line, Status};
 
 /// Fields a record's owner may not set or remove: Glance maintains them.
 pub const FORMAT_KEYS: [&str; 2] = ["disk_format", "container_format"];

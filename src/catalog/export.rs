@@ -11,12 +11,12 @@ use super::records::Entry;
 use super::status::{transition, Action};
 use super::verify::{check_data, DataState};
 use super::{Catalog, CatalogError, Result};
+use crate::cloud::lint::{self, LintInput};
+use crate::cloud::record::{shell_quote, ImageRecord, DISK_FORMAT, OS_HASH_ALGO};
+use crate::cloud::targets::{self, ChainLink, Facts, Target, SWIFT_SEGMENT_SIZE};
+use crate::cloud::{Line, Status};
 use crate::disk::Source;
 use crate::pipeline::Progress;
-use crate::preflight::lint::{self, LintInput};
-use crate::preflight::record::{ImageRecord, DISK_FORMAT, OS_HASH_ALGO};
-use crate::preflight::targets::{self, Facts, Target, SWIFT_SEGMENT_SIZE};
-use crate::preflight::{Line, Status, Verdict};
 
 /// What `export` is asked.
 #[derive(Debug, Clone, Copy, Default)]
@@ -73,7 +73,7 @@ fn target_rules(entry: &Entry, file: &std::path::Path, target: Target) -> Result
     let source = Source::open(file)?;
     let facts = Facts::from_bytes(file, source.bytes());
     drop(source);
-    let quoted = crate::preflight::record::shell_quote(&file.to_string_lossy());
+    let quoted = shell_quote(&file.to_string_lossy());
     Ok(match target {
         Target::Glance => targets::glance_rules(&facts),
         Target::Azure => targets::azure_rules(&facts),
@@ -89,8 +89,7 @@ fn target_rules(entry: &Entry, file: &std::path::Path, target: Target) -> Result
             lines
         }
         Target::Xenserver => {
-            let link = targets::read_link(0, file)?;
-            let mut lines = targets::xenserver_rules(&[0], &[], &[link]);
+            let mut lines = targets::xenserver_rules(&[0], &[], &[single_link(&facts)]);
             lines.push(
                 Line::new(
                     "XEN_PACKAGE",
@@ -102,6 +101,33 @@ fn target_rules(entry: &Entry, file: &std::path::Path, target: Target) -> Result
             lines
         }
     })
+}
+
+/// The stored image as a XenServer chain of one link (`0.vhd`).
+fn single_link(facts: &Facts) -> ChainLink {
+    let f = facts.footer.as_ref();
+    ChainLink {
+        index: 0,
+        path: facts.path.clone(),
+        kind: facts.kind,
+        current_size: f.map(|f| f.current_size),
+        creator: f.map(|f| crate::format::fourcc(f.creator_application)),
+        unique_id: f.map(|f| uuid::Uuid::from_bytes(f.unique_id).to_string()),
+        // A catalogued image is one file: no parent is stored with it.
+        parent_unique_id: None,
+        hidden: f.map(crate::format::Footer::hidden),
+        footer: facts.footer.clone(),
+        parent_id_bytes: None,
+    }
+}
+
+/// The counts of an export's lines.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Verdict {
+    pub ready: bool,
+    pub fail: usize,
+    pub warn: usize,
+    pub pass: usize,
 }
 
 fn count(lines: &[Line], structure: &serde_json::Value, status: Status) -> usize {

@@ -65,51 +65,33 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
-    /// The stable kind, for JSON.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            CatalogError::Vhd(e) => e.kind(),
-            CatalogError::Database { .. } => "database",
-            CatalogError::NotACatalog { .. } => "not_a_catalog",
-            CatalogError::Refused { .. } => "refused",
-            CatalogError::NotFound(_) => "not_found",
-        }
-    }
-
-    /// Whether this is an answer about the catalog or the image (exit 1)
-    /// rather than a failure to run (exit 2).
-    pub fn is_problem(&self) -> bool {
-        matches!(
-            self,
-            CatalogError::Refused { .. }
-                | CatalogError::NotFound(_)
-                | CatalogError::Vhd(crate::Error::Check { .. })
-        )
-    }
-
-    /// The file the error is about, when there is one.
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            CatalogError::Database { path, .. } | CatalogError::NotACatalog { path, .. } => {
-                Some(path)
-            }
-            CatalogError::Vhd(
-                crate::Error::Io { path, .. }
-                | crate::Error::Corrupt { path, .. }
-                | crate::Error::Unsupported { path, .. }
-                | crate::Error::NotVhd { path, .. }
-                | crate::Error::Parent { path, .. }
-                | crate::Error::Check { path, .. }
-                | crate::Error::Refused { path, .. },
-            ) => Some(path),
-            _ => None,
-        }
-    }
-
     pub(crate) fn refused(code: &'static str, message: impl Into<String>) -> CatalogError {
         CatalogError::Refused {
             code,
             message: message.into(),
+        }
+    }
+}
+
+/// The library's error for each catalog error: a database failure is
+/// I/O (exit 2), a file that is not a catalog its own kind (exit 2), a
+/// refusal and an unknown image refusals (exit 1, with a code).
+impl From<CatalogError> for crate::Error {
+    fn from(e: CatalogError) -> crate::Error {
+        match e {
+            CatalogError::Vhd(e) => e,
+            CatalogError::Database { path, op, source } => crate::Error::Io {
+                path,
+                op: format!("catalog database: {op}"),
+                source: std::io::Error::other(source),
+            },
+            CatalogError::NotACatalog { path, detail } => crate::Error::NotCatalog { path, detail },
+            CatalogError::Refused { code, message } => {
+                crate::Error::refused(Path::new(""), code, message)
+            }
+            e @ CatalogError::NotFound(_) => {
+                crate::Error::refused(Path::new(""), "NOT_FOUND", e.to_string())
+            }
         }
     }
 }
@@ -224,5 +206,5 @@ pub fn now_rfc3339() -> String {
         .map_or(0, |d| d.as_secs());
     // The VHD epoch's seconds fit in 32 bits until 2136.
     let since_2000 = i64::try_from(unix).unwrap_or(0) - crate::format::VHD_EPOCH_UNIX;
-    crate::info::rfc3339(u32::try_from(since_2000).unwrap_or(0))
+    crate::format::time::rfc3339(u32::try_from(since_2000).unwrap_or(0))
 }

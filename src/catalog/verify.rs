@@ -10,7 +10,8 @@ use serde::Serialize;
 use super::records::{self, Entry, COLUMNS};
 use super::status::ImageStatus;
 use super::{now_rfc3339, schema, write_tx, Catalog, DbContext, Result};
-use crate::pipeline::digest::Algo;
+use crate::disk::Source;
+use crate::pipeline::digest::{digest_source, Algo};
 use crate::pipeline::Progress;
 
 /// What one image's data gave.
@@ -70,8 +71,10 @@ pub fn check_data(entry: &Entry, progress: &dyn Progress) -> (DataState, Option<
             Some(format!("{}: no such file", path.display())),
         );
     }
-    let got = match crate::convert::checksum(path, &[Algo::Md5, Algo::Sha512], progress) {
-        Ok(d) => d,
+    let got = match Source::open(path)
+        .and_then(|s| digest_source(&s, &[Algo::Md5, Algo::Sha512], None, progress))
+    {
+        Ok((d, _)) => d,
         Err(e) => return (DataState::Missing, Some(e.to_string())),
     };
     let i = &entry.image;

@@ -1,9 +1,9 @@
 //! `vhdkit catalog`: the local image registry (see [`crate::catalog`]).
 //! This file holds the arguments, runs one subcommand into one report value,
-//! and renders that value as text or JSON; the exit status follows from the
-//! same value (0 done, 1 refused or problems found, 2 could not run).
+//! and renders that value as text; the binary prints it as text or JSON and
+//! the exit status follows from the same value (0 done, 1 refused or
+//! problems found, 2 could not run).
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -14,20 +14,22 @@ use crate::catalog::export::{ExportOptions, ExportReport};
 use crate::catalog::query::{Filter, Sort};
 use crate::catalog::status::{Action, ImageStatus};
 use crate::catalog::verify::{DataState, VerifyReport};
-use crate::catalog::{Catalog, CatalogError, Entry, Image};
+use crate::catalog::{Catalog, Entry, Image};
+use crate::cloud::lint::parse_property;
+use crate::cloud::targets::Target;
+use crate::cloud::{Line, Status};
+use crate::error::{EXIT_OK, EXIT_PROBLEMS};
 use crate::pipeline::NoProgress;
-use crate::preflight::lint::parse_property;
-use crate::preflight::targets::Target;
-use crate::preflight::{Line, Status};
+use crate::report::{Bar, Outcome};
+use crate::Result;
 
-/// Exit status for "refused, or problems found".
-const EXIT_PROBLEMS: u8 = 1;
-/// Exit status for "could not run".
-const EXIT_FAILED: u8 = 2;
-
-/// Arguments of `vhdkit catalog`.
+/// A local image registry (SQLite): add images with Glance's record, find
+/// them by property, export them ready to upload.
+///
+/// Exit status: 0 done, 1 refused, nothing found, data mismatch or not
+/// ready for the target, 2 could not run (e.g. not a catalog).
 #[derive(Debug, clap::Args)]
-pub struct CatalogArgs {
+pub struct Args {
     /// The catalog database [default: $VHDKIT_CATALOG, else
     /// $XDG_DATA_HOME/vhdkit/catalog.db]; the store folder is beside it.
     #[arg(long, global = true, value_name = "PATH")]
@@ -35,6 +37,9 @@ pub struct CatalogArgs {
     /// Print JSON (also for refusals and errors).
     #[arg(long, global = true)]
     pub json: bool,
+    /// No progress bar while an image is read.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: CatalogCommand,
 }
@@ -220,51 +225,14 @@ pub enum Report {
     Export(Box<ExportReport>),
 }
 
-/// Runs `vhdkit catalog …`, prints its report, returns the exit status.
-pub fn run(args: CatalogArgs) -> u8 {
-    let json = args.json;
-    match execute(args) {
-        Ok(report) => {
-            let text = if json {
-                serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
-            } else {
-                report.to_text()
-            };
-            let _ = std::io::stdout().lock().write_all(text.as_bytes());
-            report.exit_status()
-        }
-        Err(e) => {
-            print_error(&e, json);
-            if e.is_problem() {
-                EXIT_PROBLEMS
-            } else {
-                EXIT_FAILED
-            }
-        }
-    }
+/// `vhdkit catalog`: one subcommand, its report, the exit status.
+pub fn run(args: Args) -> Result<Outcome> {
+    let report = execute(args)?;
+    let status = report.exit_status();
+    Outcome::new(&report, Report::to_text, status)
 }
 
-/// A refusal or an error: JSON on stdout with `--json`, else a line on stderr.
-fn print_error(e: &CatalogError, json: bool) {
-    if !json {
-        eprintln!("vhdkit: catalog: {e}");
-        return;
-    }
-    let value = match e {
-        CatalogError::Refused { code, message } => {
-            serde_json::json!({"refused": {"code": code, "message": message}})
-        }
-        _ => serde_json::json!({"error": {
-            "kind": e.kind(),
-            "message": e.to_string(),
-            "path": e.path(),
-        }}),
-    };
-    let text = serde_json::to_string_pretty(&value).unwrap_or_default() + "\n";
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
-}
-
-fn execute(args: CatalogArgs) -> Result<Report, CatalogError> {
+fn execute(args: Args) -> Result<Report> {
     let path = Catalog::resolve_path(args.catalog.as_deref())?;
     let mut cat = Catalog::open(&path)?;
     Ok(match args.command {
@@ -280,7 +248,10 @@ fn execute(args: CatalogArgs) -> Result<Report, CatalogError> {
                 reference: a.reference,
                 force: a.force,
             };
-            Report::Add(Box::new(cat.add(&a.image, &opts, &NoProgress)?))
+            let bar = Bar::for_file(&a.image, args.quiet);
+            let report = cat.add(&a.image, &opts, &bar);
+            drop(bar);
+            Report::Add(Box::new(report?))
         }
         CatalogCommand::List(a) => {
             let columns = a.properties.iter().map(|(k, _)| k.clone()).collect();
@@ -303,8 +274,7 @@ fn execute(args: CatalogArgs) -> Result<Report, CatalogError> {
             if a.properties.is_empty() && a.remove.is_empty() {
                 return Err(crate::Error::Usage(
                     "catalog set: give --property KEY=VALUE or --remove-property KEY".into(),
-                )
-                .into());
+                ));
             }
             Report::Set(Box::new(cat.set(&a.image, &a.properties, &a.remove)?))
         }
@@ -338,7 +308,7 @@ impl Report {
         if problem {
             EXIT_PROBLEMS
         } else {
-            0
+            EXIT_OK
         }
     }
 
