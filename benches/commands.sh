@@ -64,12 +64,17 @@ bench_expand() {
   report "expand --as-child (only changed blocks) vs the same pipeline" vhdkit-child pipeline "≥ 10×"
 }
 
-bench_preflight() {
+# dense.vhd: a 2 GiB dynamic VHD of random data, in the page cache.
+make_dense() {
   echo "building a dense 2 GiB dynamic VHD..." >&2
   head -c 2G /dev/urandom > dense.raw
   "$V" convert dense.raw dense.vhd --to dynamic -q >/dev/null
   rm -f dense.raw
   cat dense.vhd > /dev/null
+}
+
+bench_preflight() {
+  make_dense
   for _ in $(seq "$REPS"); do
     timed vhdkit-preflight "$V" preflight dense.vhd --json -q
     timed md5sum md5sum dense.vhd
@@ -79,11 +84,7 @@ bench_preflight() {
 }
 
 bench_catalog() {
-  echo "building a dense 2 GiB dynamic VHD..." >&2
-  head -c 2G /dev/urandom > dense.raw
-  "$V" convert dense.raw dense.vhd --to dynamic -q >/dev/null
-  rm -f dense.raw
-  cat dense.vhd > /dev/null
+  make_dense
   # A new catalog each run: the store copy is made every time, and synced.
   add() { "$V" catalog add dense.vhd --catalog "cat-$1/catalog.db" --json; }
   for i in $(seq "$REPS"); do

@@ -68,6 +68,15 @@ pub struct StatusReport {
 }
 
 impl Catalog {
+    /// The image `key` and the status `action` leaves it in; refused when
+    /// Glance does not allow `action` in its status.
+    pub(crate) fn get_for(&self, key: &str, action: Action) -> Result<(Entry, ImageStatus)> {
+        let entry = self.get(key)?;
+        let i = &entry.image;
+        let after = transition(&i.id, i.status, i.protected, action)?;
+        Ok((entry, after))
+    }
+
     /// Sets and removes properties of one image, with `updated_at`.
     pub fn set(
         &mut self,
@@ -75,14 +84,8 @@ impl Catalog {
         set: &[(String, String)],
         remove: &[String],
     ) -> Result<SetReport> {
-        let entry = self.get(key)?;
+        let (entry, _) = self.get_for(key, Action::SetProperties)?;
         let id = entry.image.id.clone();
-        transition(
-            &id,
-            entry.image.status,
-            entry.image.protected,
-            Action::SetProperties,
-        )?;
         for k in set.iter().map(|(k, _)| k).chain(remove) {
             if is_maintained(k) {
                 return Err(immutable(k));
@@ -195,9 +198,8 @@ impl Catalog {
 
     /// `deactivate` or `reactivate` (a no-op when already there).
     pub fn change_status(&mut self, key: &str, action: Action) -> Result<StatusReport> {
-        let entry = self.get(key)?;
+        let (entry, after) = self.get_for(key, action)?;
         let before = entry.image.status;
-        let after = transition(&entry.image.id, before, entry.image.protected, action)?;
         if after != before {
             let path = self.path.clone();
             let tx = write_tx(&mut self.conn, &self.path)?;
@@ -215,14 +217,7 @@ impl Catalog {
 
     /// Deletes the record, and the stored data when no other image uses it.
     pub fn delete(&mut self, key: &str) -> Result<StatusReport> {
-        let entry = self.get(key)?;
-        let before = entry.image.status;
-        transition(
-            &entry.image.id,
-            before,
-            entry.image.protected,
-            Action::Delete,
-        )?;
+        let (entry, before) = self.get_for(key, Action::Delete)?;
         let _gc = self.store.gc_lock(true)?;
         let path = self.path.clone();
         let tx = write_tx(&mut self.conn, &self.path)?;

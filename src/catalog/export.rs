@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::records::Entry;
-use super::status::{transition, Action};
+use super::status::Action;
 use super::verify::{check_data, DataState};
 use super::{Catalog, CatalogError, Result};
 use crate::cloud::lint::{self, LintInput};
 use crate::cloud::record::{shell_quote, ImageRecord, DISK_FORMAT, OS_HASH_ALGO};
 use crate::cloud::targets::{self, ChainLink, Facts, Target, SWIFT_SEGMENT_SIZE};
-use crate::cloud::{Line, Status};
+use crate::cloud::{Line, Status, Verdict};
 use crate::disk::Source;
 use crate::pipeline::Progress;
 
@@ -121,20 +121,18 @@ fn single_link(facts: &Facts) -> ChainLink {
     }
 }
 
-/// The counts of an export's lines.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Verdict {
-    pub ready: bool,
-    pub fail: usize,
-    pub warn: usize,
-    pub pass: usize,
-}
-
-fn count(lines: &[Line], structure: &serde_json::Value, status: Status) -> usize {
-    let recorded = structure.as_array().map_or(0, |a| {
-        a.iter().filter(|l| l["status"] == status.name()).count()
-    });
-    recorded + lines.iter().filter(|l| l.status == status).count()
+/// The outcomes of the structure lines `add` recorded (JSON).
+fn recorded_statuses(structure: &serde_json::Value) -> impl Iterator<Item = Status> + '_ {
+    structure
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| match l["status"].as_str() {
+            Some("PASS") => Some(Status::Pass),
+            Some("WARN") => Some(Status::Warn),
+            Some("FAIL") => Some(Status::Fail),
+            _ => None,
+        })
 }
 
 impl Catalog {
@@ -145,14 +143,8 @@ impl Catalog {
         opts: ExportOptions,
         progress: &dyn Progress,
     ) -> Result<ExportReport> {
-        let entry = self.get(key)?;
+        let (entry, _) = self.get_for(key, Action::Export)?;
         let id = entry.image.id.clone();
-        transition(
-            &id,
-            entry.image.status,
-            entry.image.protected,
-            Action::Export,
-        )?;
         let Some(file) = entry.store.path.clone() else {
             return Err(CatalogError::refused(
                 "NO_DATA",
@@ -186,15 +178,10 @@ impl Catalog {
             ..Default::default()
         });
         let rules = target_rules(&entry, &file, opts.target)?;
-        let all: Vec<Line> = lint.lines.iter().chain(&rules).cloned().collect();
         let structure = entry.store.preflight.clone();
-        let fail = count(&all, &structure, Status::Fail);
-        let verdict = Verdict {
-            ready: fail == 0,
-            fail,
-            warn: count(&all, &structure, Status::Warn),
-            pass: count(&all, &structure, Status::Pass),
-        };
+        let verdict = Verdict::tally(
+            recorded_statuses(&structure).chain(lint.lines.iter().chain(&rules).map(|l| l.status)),
+        );
         let upload = (opts.target != Target::Xenserver).then_some(file.as_path());
         Ok(ExportReport {
             id,

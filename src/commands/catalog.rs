@@ -556,14 +556,7 @@ fn export_text(r: &ExportReport) -> String {
     out.push_str(&format!("Command\n  {}\n", r.command));
     let rules = lines_text(&r.lint, false) + &lines_text(&r.target_rules, true);
     out.push_str(&format!("Target {}\n{rules}", r.target.name()));
-    let v = &r.verdict;
-    out.push_str(&format!(
-        "Verdict: {} for {} ({} FAIL, {} WARN, {} PASS)\n",
-        if v.ready { "READY" } else { "NOT READY" },
-        r.target.name(),
-        v.fail,
-        v.warn,
-        v.pass
-    ));
+    out.push_str(&r.verdict.line(r.target.name()));
+    out.push('\n');
     out
 }
