@@ -4,6 +4,7 @@
 #
 #   benches/commands.sh expand     # vhdkit expand vs the qemu-img/sfdisk/resize2fs pipeline
 #   benches/commands.sh preflight  # vhdkit preflight vs md5sum on a dense 2 GiB VHD
+#   benches/commands.sh catalog    # vhdkit catalog add vs md5sum on a dense 2 GiB VHD
 #   benches/commands.sh all
 #
 # Env: VHDKIT (binary, default target/release/vhdkit), BENCH_DIR (work folder
@@ -63,12 +64,17 @@ bench_expand() {
   report "expand --as-child (only changed blocks) vs the same pipeline" vhdkit-child pipeline "≥ 10×"
 }
 
-bench_preflight() {
+# dense.vhd: a 2 GiB dynamic VHD of random data, in the page cache.
+make_dense() {
   echo "building a dense 2 GiB dynamic VHD..." >&2
   head -c 2G /dev/urandom > dense.raw
   "$V" convert dense.raw dense.vhd --to dynamic -q >/dev/null
   rm -f dense.raw
   cat dense.vhd > /dev/null
+}
+
+bench_preflight() {
+  make_dense
   for _ in $(seq "$REPS"); do
     timed vhdkit-preflight "$V" preflight dense.vhd --json -q
     timed md5sum md5sum dense.vhd
@@ -77,11 +83,26 @@ bench_preflight() {
   printf '| preflight dense 2 GiB VHD vs md5sum | %.2f | %.2f | %.2f× md5sum | ≤ 1.1× |\n' "$a" "$b" "$(echo "$a / $b" | bc -l)"
 }
 
+bench_catalog() {
+  make_dense
+  # A new catalog each run: the store copy is made every time, and synced.
+  add() { "$V" catalog add dense.vhd --catalog "cat-$1/catalog.db" --json; }
+  for i in $(seq "$REPS"); do
+    rm -rf cat-*
+    timed vhdkit-catalog-add add "$i"
+    timed md5sum md5sum dense.vhd
+  done
+  local how; how=$("$V" catalog add dense.vhd --catalog cat-x/catalog.db --json | sed -n 's/.*"method": "\(.*\)".*/\1/p')
+  local a b; a=$(median < vhdkit-catalog-add.times); b=$(median < md5sum.times)
+  printf '| catalog add dense 2 GiB VHD (store: %s) vs md5sum | %.2f | %.2f | %.2f× md5sum | ≤ 1.1× |\n' "$how" "$a" "$b" "$(echo "$a / $b" | bc -l)"
+}
+
 echo "| pair | vhdkit s | peer s | ratio | target |"
 echo "|---|---:|---:|---:|---|"
 case ${1:-all} in
   expand) bench_expand ;;
   preflight) bench_preflight ;;
-  all) bench_expand; bench_preflight ;;
-  *) echo "usage: $0 expand|preflight|all" >&2; exit 2 ;;
+  catalog) bench_catalog ;;
+  all) bench_expand; bench_preflight; bench_catalog ;;
+  *) echo "usage: $0 expand|preflight|catalog|all" >&2; exit 2 ;;
 esac

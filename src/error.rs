@@ -10,6 +10,7 @@
 //! | `not_vhd` | [`Error::NotVhd`]: not a VHD at all | 2 |
 //! | `foreign` | [`Error::Foreign`]: another image format (qcow2, VMDK, VHDX, ...) | 2 |
 //! | `parent` | [`Error::Parent`]: a differencing parent is missing or wrong | 2 |
+//! | `not_a_catalog` | [`Error::NotCatalog`]: a file given as the image catalog is not one | 2 |
 //! | `usage` | [`Error::Usage`]: the arguments do not make sense | 2 |
 //! | `interrupted` | [`Error::Interrupted`]: SIGINT or SIGTERM | 130 |
 //! | `check` | [`Error::Check`]: the input has errors `check` reports; refused | 1 |
@@ -90,6 +91,10 @@ pub enum Error {
         code: &'static str,
         reason: String,
     },
+    /// A file given as the image catalog is not one (not SQLite, another
+    /// program's database, damaged, or a newer schema); it is left as is.
+    #[error("{}: not a vhdkit catalog: {detail}; the file is left untouched", path.display())]
+    NotCatalog { path: PathBuf, detail: String },
     /// The arguments do not make sense.
     #[error("{0}")]
     Usage(String),
@@ -200,6 +205,7 @@ impl Error {
             Error::NotVhd { .. } => "not_vhd",
             Error::Foreign { .. } => "foreign",
             Error::Parent { .. } => "parent",
+            Error::NotCatalog { .. } => "not_a_catalog",
             Error::Check { .. } => "check",
             Error::Refused { .. } => "refused",
             Error::Usage(_) => "usage",
@@ -216,6 +222,7 @@ impl Error {
             | Error::NotVhd { path, .. }
             | Error::Foreign { path, .. }
             | Error::Parent { path, .. }
+            | Error::NotCatalog { path, .. }
             | Error::Check { path, .. }
             | Error::Refused { path, .. } => path.as_path(),
             Error::Usage(_) | Error::Interrupted => return None,

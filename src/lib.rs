@@ -20,6 +20,7 @@
 //! [`error`] is the one error type every layer converts into.
 #![deny(unsafe_code)]
 
+pub mod catalog;
 pub mod check;
 pub mod cloud;
 pub mod commands;

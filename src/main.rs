@@ -6,7 +6,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vhdkit::commands::{bench, check, checksum, compact, convert, expand, info, preflight, repair};
+use vhdkit::commands::{
+    bench, catalog, check, checksum, compact, convert, expand, info, preflight, repair,
+};
 use vhdkit::error::{EXIT_FAILED, EXIT_OK};
 use vhdkit::report::{error_json, Outcome};
 
@@ -40,6 +42,7 @@ enum Command {
     Checksum(checksum::Args),
     Bench(bench::Args),
     Preflight(preflight::Args),
+    Catalog(catalog::Args),
 }
 
 impl Command {
@@ -54,7 +57,7 @@ impl Command {
             Command::Compact(a) => Some(&a.input),
             Command::Expand(a) => Some(&a.input),
             Command::Bench(a) => a.image.as_deref(),
-            Command::Info(_) | Command::Checksum(_) => None,
+            Command::Info(_) | Command::Checksum(_) | Command::Catalog(_) => None,
         }
     }
 
@@ -69,6 +72,7 @@ impl Command {
             Command::Checksum(a) => a.out.json,
             Command::Bench(a) => a.out.json,
             Command::Preflight(a) => a.out.json,
+            Command::Catalog(a) => a.json,
         }
     }
 }
@@ -92,6 +96,7 @@ fn run(command: Command) -> (bool, vhdkit::Result<Outcome>) {
         Command::Checksum(a) => checksum::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Preflight(a) => preflight::run(a),
+        Command::Catalog(a) => catalog::run(a),
     };
     (json, result)
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-const COMMANDS: [&str; 9] = [
+const COMMANDS: [&str; 10] = [
     "info",
     "check",
     "repair",
@@ -15,6 +15,21 @@ const COMMANDS: [&str; 9] = [
     "expand",
     "preflight",
     "bench",
+    "catalog",
+];
+
+/// `catalog`'s flags are its subcommands': their helps are read together.
+const CATALOG_SUBCOMMANDS: [&str; 10] = [
+    "add",
+    "list",
+    "find",
+    "show",
+    "set",
+    "verify",
+    "deactivate",
+    "reactivate",
+    "delete",
+    "export",
 ];
 
 /// `--long` flags in `text` (not `--` alone).
@@ -41,16 +56,27 @@ fn long_flags(text: &str) -> BTreeSet<String> {
 }
 
 fn help(command: &str) -> String {
-    let args: &[&str] = if command.is_empty() {
-        &["--help"]
-    } else {
-        &[command, "--help"]
-    };
+    let mut text = help_of(&[command]);
+    if command == "catalog" {
+        for sub in CATALOG_SUBCOMMANDS {
+            text.push_str(&help_of(&[command, sub]));
+        }
+    }
+    text
+}
+
+fn help_of(words: &[&str]) -> String {
+    let args: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| !w.is_empty())
+        .chain(["--help"])
+        .collect();
     let out = Command::new(env!("CARGO_BIN_EXE_vhdkit"))
-        .args(args)
+        .args(&args)
         .output()
         .expect("run vhdkit");
-    assert!(out.status.success(), "{command} --help");
+    assert!(out.status.success(), "{args:?}");
     String::from_utf8(out.stdout).expect("utf-8 help")
 }
 

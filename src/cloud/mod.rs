@@ -51,6 +51,42 @@ pub struct Line {
     pub fix: Option<String>,
 }
 
+/// The answer of a set of rules: ready when none FAILs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub ready: bool,
+    pub fail: usize,
+    pub warn: usize,
+    pub pass: usize,
+}
+
+impl Verdict {
+    /// Counts the outcomes.
+    pub fn tally(statuses: impl IntoIterator<Item = Status>) -> Verdict {
+        let mut v = Verdict::default();
+        for s in statuses {
+            match s {
+                Status::Pass => v.pass += 1,
+                Status::Warn => v.warn += 1,
+                Status::Fail => v.fail += 1,
+            }
+        }
+        v.ready = v.fail == 0;
+        v
+    }
+
+    /// `Verdict: READY for glance (0 FAIL, 1 WARN, 9 PASS)`.
+    pub fn line(&self, target: &str) -> String {
+        format!(
+            "Verdict: {} for {target} ({} FAIL, {} WARN, {} PASS)",
+            if self.ready { "READY" } else { "NOT READY" },
+            self.fail,
+            self.warn,
+            self.pass
+        )
+    }
+}
+
 impl Line {
     pub fn new(code: &str, status: Status, message: String) -> Line {
         Line {

@@ -1,5 +1,6 @@
 //! The commands: one leaf module per subcommand (`info`, `check`, `repair`,
-//! `convert`, `compact`, `checksum`, `expand`, `preflight`, `bench`). No
+//! `convert`, `compact`, `checksum`, `expand`, `preflight`, `bench`,
+//! `catalog`). No
 //! command imports another; what two share lives in a layer below
 //! (`writer`, `grow`, `cloud`, `report`).
 //!
@@ -10,6 +11,7 @@
 //! ties them and picks the exit status. The binary parses and dispatches.
 
 pub mod bench;
+pub mod catalog;
 pub mod check;
 pub mod checksum;
 pub mod compact;

@@ -118,13 +118,7 @@ pub struct Package {
 }
 
 /// The overall answer.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Verdict {
-    pub ready: bool,
-    pub fail: usize,
-    pub warn: usize,
-    pub pass: usize,
-}
+pub use crate::cloud::Verdict;
 
 /// Everything `preflight` found, in report order.
 #[derive(Debug, Clone, Serialize)]
@@ -276,12 +270,7 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
         segments,
         package,
         flavors,
-        verdict: Verdict {
-            ready: false,
-            fail: 0,
-            warn: 0,
-            pass: 0,
-        },
+        verdict: Verdict::default(),
     };
     report.verdict = report.tally();
     Ok(report)
@@ -669,14 +658,7 @@ impl Report {
     }
 
     fn tally(&self) -> Verdict {
-        let count = |s| self.lines().filter(|l| l.status == s).count();
-        let fail = count(Status::Fail);
-        Verdict {
-            ready: fail == 0,
-            fail,
-            warn: count(Status::Warn),
-            pass: count(Status::Pass),
-        }
+        Verdict::tally(self.lines().map(|l| l.status))
     }
 
     /// The human report; `quiet` keeps only WARN and FAIL lines and the verdict.
@@ -786,16 +768,7 @@ impl Report {
                 &f.lines,
             );
         }
-        let v = &self.verdict;
-        let _ = writeln!(
-            out,
-            "Verdict: {} for {} ({} FAIL, {} WARN, {} PASS)",
-            if v.ready { "READY" } else { "NOT READY" },
-            self.target.name(),
-            v.fail,
-            v.warn,
-            v.pass
-        );
+        let _ = writeln!(out, "{}", self.verdict.line(self.target.name()));
         out
     }
 
