@@ -27,11 +27,14 @@ files() {
 }
 
 # random_file PATH BYTES: a file of random bytes (what deleted data looks like).
-random_file() { openssl rand -out "$1" "$2"; }
+random_file() {
+  if command -v openssl >/dev/null; then openssl rand -out "$1" "$2"; else head -c "$2" /dev/urandom > "$1"; fi
+}
 
-# place DISK START_SECTOR FSFILE: copies a filesystem image into the disk.
+# place DISK START_SECTOR FSFILE [sparse]: copies a filesystem image into the
+# disk (every byte, unless the disk there is known to be zero already).
 place() {
-  dd if="$3" of="$1" bs=1M seek=$(($2 * 512)) oflag=seek_bytes conv=notrunc,sparse status=none
+  dd if="$3" of="$1" bs=1M seek=$(($2 * 512)) oflag=seek_bytes conv=notrunc${4:+,sparse} status=none
   rm -f "$3"
 }
 
@@ -48,7 +51,7 @@ put_ext() {
   local disk=$1 start=$2 sectors=$3 part=$4 name=$5; shift 5
   local fs=fs.$name.$part
   random_file "$fs" $((sectors * 512))
-  "$@" -q -F -E nodiscard -U 6d1f2c3a-1111-4222-8333-444455556666 -d files "$fs" >/dev/null
+  "$@" -q -F -E nodiscard,lazy_itable_init=0 -U 6d1f2c3a-1111-4222-8333-444455556666 -d files "$fs" >/dev/null
   debugfs -w -R "rm /doomed.bin" "$fs" >/dev/null 2>&1
   place "$disk" "$start" "$fs"
   record "$name" "$part"
@@ -96,7 +99,7 @@ put_xfs() {
   local fs=fs.$name.$part
   truncate -s $((sectors * 512)) "$fs"
   mkfs.xfs -q -K -f "$fs" >/dev/null
-  place "$disk" "$start" "$fs"
+  place "$disk" "$start" "$fs" sparse
 }
 
 # disk NAME SIZE: a disk of random bytes (gaps and the tail hold garbage too).

@@ -378,7 +378,7 @@ fn table_regions(disk: &dyn VirtualDisk, t: &Table, size: u64) -> Vec<Region> {
         .partitions
         .iter()
         .filter(|p| p.role == PartitionRole::Extended)
-        .map(span)
+        .flat_map(|p| ebr_sectors(disk, p))
         .collect();
     let (head_end, tail_start, head_reason, tail_reason) = match t.kind {
         TableKind::Gpt => (
@@ -421,8 +421,34 @@ fn table_regions(disk: &dyn VirtualDisk, t: &Table, size: u64) -> Vec<Region> {
     regions
 }
 
+/// The byte spans of the EBRs of extended partition `p`: one sector each,
+/// or the whole extended partition when its chain cannot be walked.
+fn ebr_sectors(disk: &dyn VirtualDisk, p: &PartitionInfo) -> Vec<(u64, u64)> {
+    let walk = || -> Option<Vec<(u64, u64)>> {
+        let mut out = Vec::new();
+        let mut lba = p.start_lba;
+        while out.len() < crate::partition::MAX_LOGICAL_PARTITIONS {
+            let at = lba.checked_mul(SECTOR)?;
+            let mut sector = [0u8; 512];
+            disk.read_at(at, &mut sector).ok()?;
+            let ebr = crate::partition::mbr::Mbr::parse(&sector, at, "EBR").ok()?;
+            out.push((at, SECTOR));
+            let next = &ebr.entries[1];
+            if next.is_empty() {
+                return Some(out);
+            }
+            lba = p.start_lba.checked_add(u64::from(next.start_lba))?;
+            if lba > p.end_lba || out.iter().any(|&(a, _)| a == lba * SECTOR) {
+                return None;
+            }
+        }
+        None
+    };
+    walk().unwrap_or_else(|| vec![span(p)])
+}
+
 /// The space `from..to` outside every partition: free, except where an
-/// extended partition (its EBRs) covers it.
+/// EBR of an extended partition sits.
 fn gap_regions(from: u64, to: u64, extended: &[(u64, u64)]) -> Vec<Region> {
     let mut out = Vec::new();
     let mut at = from;
@@ -442,7 +468,7 @@ fn gap_regions(from: u64, to: u64, extended: &[(u64, u64)]) -> Vec<Region> {
                 RegionKind::Extended,
                 s,
                 e - s,
-                "extended partition: its EBRs",
+                "an EBR of the extended partition",
             ));
         }
         at = at.max(e);

@@ -1,0 +1,587 @@
+//! `sparsify` through the real binary, on disks built by
+//! `testdata/make-sparsify-disks.sh` (filesystems made over random bytes,
+//! files written then deleted), with real tools as oracles: the output is
+//! converted back to raw by qemu-img; sfdisk/sgdisk see the same table;
+//! e2fsck, fsck.fat and ntfsfix find the filesystems clean; every file
+//! reads back (debugfs, mcopy, ntfscat) with its MD5; dumpe2fs's free
+//! blocks read as zero and every other block is byte-identical; fsck.fat's
+//! and ntfscluster's free counts are the bytes dropped; the output is
+//! smaller than `compact`'s.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+const SECTOR: usize = 512;
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn tools_present() -> bool {
+    let missing: Vec<&str> = [
+        "sfdisk",
+        "sgdisk",
+        "qemu-img",
+        "mkfs.ext4",
+        "e2fsck",
+        "dumpe2fs",
+        "debugfs",
+        "mkfs.fat",
+        "mcopy",
+        "mdel",
+        "fsck.fat",
+        "mkntfs",
+        "ntfscp",
+        "ntfscat",
+        "ntfsfix",
+        "ntfscluster",
+        "ntfsls",
+        "ntfstruncate",
+        "mkswap",
+        "mkfs.xfs",
+    ]
+    .into_iter()
+    .filter(|t| !have(t))
+    .collect();
+    if !missing.is_empty() {
+        eprintln!("note: {missing:?} missing: skipping sparsify tests");
+    }
+    missing.is_empty()
+}
+
+/// The disks, built once per test run.
+fn disks() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-sparsify-disks.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "make-sparsify-disks.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+    .path()
+}
+
+fn run(cmd: &str, args: &[&str]) -> std::process::Output {
+    Command::new(cmd).args(args).output().unwrap()
+}
+
+fn stdout(cmd: &str, args: &[&str]) -> String {
+    let o = run(cmd, args);
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A partition as sfdisk lists it: (number, start byte, length).
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    number: u32,
+    start: usize,
+    len: usize,
+}
+
+/// sfdisk's view of the table (file names taken out), and the partitions
+/// other than extended ones.
+fn partitions(disk: &Path) -> (Option<Value>, Vec<Part>) {
+    let o = run("sfdisk", &["-J", disk.to_str().unwrap()]);
+    if !o.status.success() {
+        return (None, Vec::new());
+    }
+    let mut v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let name = disk.to_str().unwrap();
+    let text = v.to_string().replace(name, "DISK");
+    v = serde_json::from_str(&text).unwrap();
+    let parts = v["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| !["5", "f", "85"].contains(&p["type"].as_str().unwrap_or("")))
+        .map(|p| {
+            let node = p["node"].as_str().unwrap();
+            let digits: String = node
+                .chars()
+                .rev()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            Part {
+                number: digits.chars().rev().collect::<String>().parse().unwrap(),
+                start: p["start"].as_u64().unwrap() as usize * SECTOR,
+                len: p["size"].as_u64().unwrap() as usize * SECTOR,
+            }
+        })
+        .collect();
+    (Some(v), parts)
+}
+
+struct Case {
+    dir: tempfile::TempDir,
+    input: PathBuf,
+    back: PathBuf,
+    json: Value,
+    files: Vec<(u32, String, String)>,
+}
+
+impl Case {
+    /// Sparsifies disk `name` to a dynamic VHD and converts it back to raw.
+    fn new(name: &str) -> Case {
+        let input = disks().join(format!("{name}.raw"));
+        let dir = tempfile::tempdir().unwrap();
+        let vhd = dir.path().join("out.vhd");
+        let o = Command::new(env!("CARGO_BIN_EXE_vhdkit"))
+            .args(["sparsify", "--json", "-q"])
+            .arg(&input)
+            .arg(&vhd)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "sparsify {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let json: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let back = dir.path().join("back.raw");
+        stdout(
+            "qemu-img",
+            &[
+                "convert",
+                "-f",
+                "vpc",
+                "-O",
+                "raw",
+                vhd.to_str().unwrap(),
+                back.to_str().unwrap(),
+            ],
+        );
+        let files = std::fs::read_to_string(disks().join(format!("{name}.files")))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut w = l.split(' ');
+                let part = w.next().unwrap().parse().unwrap();
+                (
+                    part,
+                    w.next().unwrap().to_string(),
+                    w.next().unwrap().to_string(),
+                )
+            })
+            .collect();
+        Case {
+            dir,
+            input,
+            back,
+            json,
+            files,
+        }
+    }
+
+    fn part_file(&self, p: Part) -> PathBuf {
+        let path = self.dir.path().join(format!("part{}", p.number));
+        let data = std::fs::read(&self.back).unwrap();
+        std::fs::write(&path, &data[p.start..p.start + p.len]).unwrap();
+        path
+    }
+
+    fn region(&self, number: Option<u32>) -> &Value {
+        self.json["map"]["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == "partition" && r["number"].as_u64().map(|n| n as u32) == number)
+            .unwrap_or_else(|| panic!("no region for partition {number:?}: {}", self.json))
+    }
+
+    /// The table is the same; sectors outside partitions changed only to
+    /// zeros, and only after the first partition (the boot loader gap is
+    /// kept); the output is smaller than compact's.
+    fn check_disk(&self, parts: &[Part]) {
+        let (a, _) = partitions(&self.input);
+        let (b, _) = partitions(&self.back);
+        assert_eq!(a, b, "partition tables differ");
+        let input = std::fs::read(&self.input).unwrap();
+        let back = std::fs::read(&self.back).unwrap();
+        assert_eq!(input.len(), back.len());
+        let inside = |s: usize| parts.iter().any(|p| s >= p.start && s < p.start + p.len);
+        // Kept: an MBR disk's boot loader gap before the first partition, a
+        // GPT disk's protective MBR, header and entries.
+        let first = match &a {
+            Some(t) if t["partitiontable"]["label"] == "gpt" => {
+                t["partitiontable"]["firstlba"].as_u64().unwrap() as usize * SECTOR
+            }
+            _ => parts.iter().map(|p| p.start).min().unwrap_or(input.len()),
+        };
+        for (i, (x, y)) in input.chunks(SECTOR).zip(back.chunks(SECTOR)).enumerate() {
+            let at = i * SECTOR;
+            if x != y && !inside(at) {
+                assert!(
+                    at >= first,
+                    "sector {i} in the kept head of the disk changed"
+                );
+                assert!(
+                    y.iter().all(|&b| b == 0),
+                    "sector {i} outside partitions changed to non-zero"
+                );
+            }
+        }
+        self.check_smaller_than_compact();
+    }
+
+    fn check_smaller_than_compact(&self) {
+        let conv = self.dir.path().join("conv.vhd");
+        let compact = self.dir.path().join("compact.vhd");
+        let bin = env!("CARGO_BIN_EXE_vhdkit");
+        let st = Command::new(bin)
+            .args(["convert", "-q", "--to", "dynamic"])
+            .args([&self.input, &conv])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let st = Command::new(bin)
+            .args(["compact"])
+            .args([&conv, &compact])
+            .output()
+            .unwrap();
+        assert!(st.status.success());
+        let ours = self.json["output_file_size"].as_u64().unwrap();
+        let theirs = std::fs::metadata(&compact).unwrap().len();
+        if self.json["dropped_bytes"].as_u64().unwrap() >= 2 << 20 {
+            assert!(ours < theirs, "sparsify {ours} bytes, compact {theirs}");
+        } else {
+            assert!(ours <= theirs, "sparsify {ours} bytes, compact {theirs}");
+        }
+    }
+
+    /// ext: e2fsck clean, files intact, dumpe2fs's free blocks zero and
+    /// every other block identical, free bytes as dumpe2fs counts them.
+    fn check_ext(&self, p: Part) {
+        let input = format!("{}?offset={}", self.input.display(), p.start);
+        let clean = run("e2fsck", &["-fn", &input]);
+        assert!(
+            clean.status.success(),
+            "the input is not clean to begin with"
+        );
+        let img = format!("{}?offset={}", self.back.display(), p.start);
+        let fsck = run("e2fsck", &["-fn", &img]);
+        assert!(
+            fsck.status.success(),
+            "e2fsck: {}",
+            String::from_utf8_lossy(&fsck.stdout)
+        );
+        for (_, path, md5) in self.files.iter().filter(|f| f.0 == p.number) {
+            let out = self.dir.path().join("dumped");
+            stdout(
+                "debugfs",
+                &["-R", &format!("dump {path} {}", out.display()), &img],
+            );
+            assert_eq!(&md5_of(&std::fs::read(&out).unwrap()), md5, "{path}");
+        }
+        let dump = stdout("dumpe2fs", &[&img]);
+        let bs: usize = field(&dump, "Block size:").parse().unwrap();
+        let blocks: usize = field(&dump, "Block count:").parse().unwrap();
+        let mut free = vec![false; blocks];
+        // The per-group lines (the superblock's total is not indented).
+        for line in dump
+            .lines()
+            .filter_map(|l| l.strip_prefix("  Free blocks: "))
+        {
+            for range in line.split(", ").filter(|r| !r.is_empty()) {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+                free[a..=b].iter_mut().for_each(|f| *f = true);
+            }
+        }
+        let input = std::fs::read(&self.input).unwrap();
+        let back = std::fs::read(&self.back).unwrap();
+        for (b, is_free) in free.iter().enumerate() {
+            let at = p.start + b * bs;
+            let (x, y) = (&input[at..at + bs], &back[at..at + bs]);
+            if *is_free {
+                assert!(y.iter().all(|&v| v == 0), "free block {b} not zero");
+            } else {
+                assert_eq!(x, y, "used block {b} changed");
+            }
+        }
+        let fs_end = p.start + blocks * bs;
+        assert_eq!(
+            input[fs_end..p.start + p.len],
+            back[fs_end..p.start + p.len]
+        );
+        let count = free.iter().filter(|f| **f).count() as u64;
+        assert_eq!(self.region(self.number(p))["free_bytes"], count * bs as u64);
+    }
+
+    fn number(&self, p: Part) -> Option<u32> {
+        (p.number != 0).then_some(p.number)
+    }
+
+    /// Only zeros were written, and the bytes dropped are the free bytes
+    /// the tool counts (the free space held random data).
+    fn check_dropped(&self, p: Part, tool_free: u64) {
+        let input = std::fs::read(&self.input).unwrap();
+        let back = std::fs::read(&self.back).unwrap();
+        let mut changed = 0u64;
+        for at in (p.start..p.start + p.len).step_by(SECTOR) {
+            let (x, y) = (&input[at..at + SECTOR], &back[at..at + SECTOR]);
+            if x != y {
+                assert!(
+                    y.iter().all(|&v| v == 0),
+                    "sector at {at} changed to non-zero"
+                );
+                changed += SECTOR as u64;
+            }
+        }
+        let region = self.region(self.number(p));
+        assert_eq!(region["free_bytes"], tool_free, "{region}");
+        assert_eq!(region["dropped_bytes"], changed, "{region}");
+        assert!(
+            changed <= tool_free && changed >= tool_free / 100 * 99,
+            "changed {changed}, free {tool_free}"
+        );
+    }
+
+    fn check_fat(&self, p: Part) {
+        let img = self.part_file(p);
+        let img = img.to_str().unwrap();
+        let fsck = stdout("fsck.fat", &["-n", "-v", img]);
+        for (_, path, md5) in self.files.iter().filter(|f| f.0 == p.number) {
+            let o = run("mcopy", &["-n", "-i", img, &format!("::{path}"), "-"]);
+            assert!(o.status.success());
+            assert_eq!(&md5_of(&o.stdout), md5, "{path}");
+        }
+        // "N files, USED/TOTAL clusters", and the cluster size.
+        let last = fsck.lines().last().unwrap();
+        let (used, total) = last
+            .rsplit_once(' ')
+            .unwrap()
+            .0
+            .rsplit_once(' ')
+            .unwrap()
+            .1
+            .split_once('/')
+            .unwrap();
+        let cluster: u64 = fsck
+            .lines()
+            .find(|l| l.contains("bytes per cluster"))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let free = (total.parse::<u64>().unwrap() - used.parse::<u64>().unwrap()) * cluster;
+        self.check_dropped(p, free);
+    }
+
+    fn check_ntfs(&self, p: Part) {
+        let img = self.part_file(p);
+        let img = img.to_str().unwrap();
+        stdout("ntfsfix", &["-n", img]);
+        for (_, path, md5) in self.files.iter().filter(|f| f.0 == p.number) {
+            let o = run("ntfscat", &["-f", img, path]);
+            assert!(o.status.success());
+            assert_eq!(&md5_of(&o.stdout), md5, "{path}");
+        }
+        let info = stdout("ntfscluster", &["-i", "-f", img]);
+        self.check_dropped(
+            p,
+            field(&info, "bytes of free space")
+                .trim_start_matches(": ")
+                .parse()
+                .unwrap(),
+        );
+    }
+
+    /// Swap: the header page kept, every later page zero.
+    fn check_swap(&self, p: Part) {
+        let input = std::fs::read(&self.input).unwrap();
+        let back = std::fs::read(&self.back).unwrap();
+        assert_eq!(
+            input[p.start..p.start + 4096],
+            back[p.start..p.start + 4096]
+        );
+        // mkswap uses whole pages; a partial last page is kept.
+        let end = p.start + p.len / 4096 * 4096;
+        assert!(back[p.start + 4096..end].iter().all(|&b| b == 0));
+        assert_eq!(input[end..p.start + p.len], back[end..p.start + p.len]);
+        assert_eq!(self.region(Some(p.number))["filesystem"], "swap");
+    }
+
+    /// Kept: byte-identical, and the reason given.
+    fn check_kept(&self, p: Part, reason: &str) {
+        let input = std::fs::read(&self.input).unwrap();
+        let back = std::fs::read(&self.back).unwrap();
+        assert!(
+            input[p.start..p.start + p.len] == back[p.start..p.start + p.len],
+            "kept partition changed"
+        );
+        let r = self.region(Some(p.number));
+        assert_eq!(r["state"], "kept");
+        assert!(r["reason"].as_str().unwrap().contains(reason), "{r}");
+    }
+}
+
+fn field<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name}"))
+        .trim()
+}
+
+fn md5_of(data: &[u8]) -> String {
+    let mut child = Command::new("md5sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Runs `check` on disk `name` with its partitions, when the tools are here.
+fn with_disk(name: &str, check: impl Fn(&Case, &[Part])) {
+    if !tools_present() {
+        return;
+    }
+    let case = Case::new(name);
+    let (_, mut parts) = partitions(&case.input);
+    if parts.is_empty() {
+        // A bare filesystem: the whole disk.
+        let len = std::fs::metadata(&case.input).unwrap().len() as usize;
+        parts.push(Part {
+            number: 0,
+            start: 0,
+            len,
+        });
+    }
+    check(&case, &parts);
+    case.check_disk(&parts);
+}
+
+#[test]
+fn mbr_ext4_4k_flex_bg_metadata_csum() {
+    with_disk("mbr-ext4", |c, p| c.check_ext(p[0]));
+}
+
+#[test]
+fn mbr_ext4_1k_blocks() {
+    with_disk("mbr-ext4-1k", |c, p| c.check_ext(p[0]));
+}
+
+#[test]
+fn mbr_ext4_without_uninit_bg_or_metadata_csum() {
+    with_disk("mbr-ext4-old", |c, p| c.check_ext(p[0]));
+}
+
+#[test]
+fn mbr_ext4_meta_bg() {
+    with_disk("mbr-ext4-metabg", |c, p| c.check_ext(p[0]));
+}
+
+#[test]
+fn gpt_ext4_and_swap() {
+    with_disk("gpt-ext4-swap", |c, p| {
+        c.check_ext(p[0]);
+        c.check_swap(p[1]);
+        let v = stdout("sgdisk", &["-v", c.back.to_str().unwrap()]);
+        assert!(v.contains("No problems found"), "{v}");
+    });
+}
+
+#[test]
+fn mbr_logical_ext3_in_an_extended_partition() {
+    with_disk("mbr-logical-ext3", |c, p| {
+        assert_eq!(p.iter().map(|p| p.number).collect::<Vec<_>>(), vec![1, 5]);
+        c.check_ext(p[0]);
+        c.check_ext(p[1]);
+        assert_eq!(c.region(Some(5))["filesystem"], "ext3");
+    });
+}
+
+#[test]
+fn bare_ext2() {
+    with_disk("bare-ext2", |c, p| {
+        assert_eq!(p[0].number, 0);
+        c.check_ext(p[0]);
+        assert_eq!(c.json["map"]["table"], "none");
+    });
+}
+
+#[test]
+fn mbr_fat16() {
+    with_disk("mbr-fat16", |c, p| c.check_fat(p[0]));
+}
+
+#[test]
+fn mbr_fat32() {
+    with_disk("mbr-fat32", |c, p| c.check_fat(p[0]));
+}
+
+#[test]
+fn mbr_ntfs() {
+    with_disk("mbr-ntfs", |c, p| c.check_ntfs(p[0]));
+}
+
+#[test]
+fn xfs_is_left_as_it_is() {
+    with_disk("mbr-xfs", |c, p| c.check_kept(p[0], "xfs"));
+}
+
+#[test]
+fn ext4_needing_recovery_is_left_as_it_is() {
+    with_disk("mbr-ext4-dirty", |c, p| {
+        c.check_kept(p[0], "needs_recovery")
+    });
+}
+
+#[test]
+fn dry_run_writes_nothing_and_predicts_the_output() {
+    if !tools_present() {
+        return;
+    }
+    let input = disks().join("mbr-ext4.raw");
+    let o = Command::new(env!("CARGO_BIN_EXE_vhdkit"))
+        .args(["sparsify", "--dry-run", "--json"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let dry: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(dry["dry_run"], true);
+    assert!(dry["written"].is_null());
+    let real = Case::new("mbr-ext4");
+    assert_eq!(dry["output_file_size"], real.json["output_file_size"]);
+    assert_eq!(dry["dropped_bytes"], real.json["dropped_bytes"]);
+    let text = Command::new(env!("CARGO_BIN_EXE_vhdkit"))
+        .args(["sparsify", "--dry-run"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("partition 1") && text.contains("ext4") && text.contains("dry run"),
+        "{text}"
+    );
+}
