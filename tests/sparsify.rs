@@ -585,3 +585,263 @@ fn dry_run_writes_nothing_and_predicts_the_output() {
         "{text}"
     );
 }
+
+/// `sparsify --dry-run --json` of a disk image.
+fn dry_run(path: &Path) -> Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_vhdkit"))
+        .args(["sparsify", "--dry-run", "--json"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn only_region(json: &Value) -> &Value {
+    let regions = json["map"]["regions"].as_array().unwrap();
+    assert_eq!(regions.len(), 1, "{json}");
+    &regions[0]
+}
+
+/// A bare ext filesystem of `mib` MiB over random bytes, made by `mkfs`.
+fn bare_ext(dir: &Path, name: &str, mib: usize, mkfs: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let o = run(
+        "openssl",
+        &[
+            "rand",
+            "-out",
+            path.to_str().unwrap(),
+            &(mib << 20).to_string(),
+        ],
+    );
+    assert!(o.status.success());
+    let mut args = mkfs[1..].to_vec();
+    args.extend([
+        "-q",
+        "-F",
+        "-E",
+        "nodiscard,lazy_itable_init=0",
+        path.to_str().unwrap(),
+    ]);
+    stdout(mkfs[0], &args);
+    path
+}
+
+/// dumpe2fs's count of free blocks, in bytes.
+fn dumpe2fs_free_bytes(img: &str) -> u64 {
+    let head = stdout("dumpe2fs", &["-h", img]);
+    let bs: u64 = field(&head, "Block size:").parse().unwrap();
+    let free: u64 = field(&head, "Free blocks:").parse().unwrap();
+    free * bs
+}
+
+/// Flips bit `bit` of the byte at `at` in a file.
+fn flip(path: &Path, at: u64, bit: u8) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at).unwrap();
+    b[0] ^= 1 << bit;
+    f.write_all_at(&b, at).unwrap();
+}
+
+/// Where group 0's block bitmap is, in bytes.
+fn block_bitmap_at(img: &str) -> u64 {
+    let dump = stdout("dumpe2fs", &[img]);
+    let bs: u64 = field(&dump, "Block size:").parse().unwrap();
+    let line = dump
+        .lines()
+        .find(|l| l.trim_start().starts_with("Block bitmap at "))
+        .unwrap();
+    let n: u64 = line.trim_start()["Block bitmap at ".len()..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    n * bs
+}
+
+#[test]
+fn ext4_with_64k_blocks_reads_as_dumpe2fs_counts() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = bare_ext(dir.path(), "64k.img", 96, &["mkfs.ext4", "-b", "65536"]);
+    let json = dry_run(&img);
+    let r = only_region(&json);
+    assert_eq!(r["state"], "read", "{r}");
+    assert_eq!(r["free_bytes"], dumpe2fs_free_bytes(img.to_str().unwrap()));
+}
+
+#[test]
+fn a_block_bitmap_failing_its_checksum_is_kept() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = bare_ext(dir.path(), "csum.img", 32, &["mkfs.ext4"]);
+    // A free block near the end of group 0's bitmap marked used.
+    flip(&img, block_bitmap_at(img.to_str().unwrap()) + 900, 3);
+    let json = dry_run(&img);
+    let r = only_region(&json);
+    assert_eq!(r["state"], "kept");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("bg_block_bitmap_csum"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_bitmap_disagreeing_with_its_descriptor_is_kept() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // ext2: no checksums, so only the count tells.
+    let img = bare_ext(dir.path(), "count.img", 32, &["mkfs.ext2"]);
+    flip(&img, block_bitmap_at(img.to_str().unwrap()) + 900, 3);
+    let json = dry_run(&img);
+    let r = only_region(&json);
+    assert_eq!(r["state"], "kept");
+    assert!(r["reason"].as_str().unwrap().contains("e2fsck -f"), "{r}");
+}
+
+#[test]
+fn a_dirty_fat_volume_is_kept() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("fat.img");
+    stdout(
+        "mkfs.fat",
+        &["-F", "16", "-C", img.to_str().unwrap(), "32768"],
+    );
+    let clean = dry_run(&img);
+    assert_eq!(only_region(&clean)["state"], "read", "{clean}");
+    // FAT entry 1's clean-shutdown bit (bit 15), in FAT 1: reserved
+    // sectors (BPB offset 14) then entry 1 at byte 2..4.
+    let boot = std::fs::read(&img).unwrap();
+    let reserved = u64::from(u16::from_le_bytes([boot[14], boot[15]])) * 512;
+    flip(&img, reserved + 3, 7);
+    let json = dry_run(&img);
+    let r = only_region(&json);
+    assert_eq!(r["state"], "kept");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not cleanly unmounted"),
+        "{r}"
+    );
+}
+
+#[test]
+fn fat_copies_that_differ_are_kept() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("fat.img");
+    stdout(
+        "mkfs.fat",
+        &["-F", "16", "-C", img.to_str().unwrap(), "32768"],
+    );
+    let boot = std::fs::read(&img).unwrap();
+    let reserved = u64::from(u16::from_le_bytes([boot[14], boot[15]])) * 512;
+    // Cluster 100 in use in FAT 1 only.
+    flip(&img, reserved + 200, 0);
+    let json = dry_run(&img);
+    let r = only_region(&json);
+    assert_eq!(r["state"], "kept");
+    assert!(
+        r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("FAT copies 1 and 2 differ"),
+        "{r}"
+    );
+}
+
+#[test]
+fn overlapping_partitions_keep_the_whole_disk() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("overlap.raw");
+    let mut disk = vec![0u8; 8 << 20];
+    // Two entries: sectors 2048..+8192 and 4096..+8192.
+    for (i, (start, len)) in [(2048u32, 8192u32), (4096, 8192)].iter().enumerate() {
+        let e = 446 + i * 16;
+        disk[e + 4] = 0x83;
+        disk[e + 8..e + 12].copy_from_slice(&start.to_le_bytes());
+        disk[e + 12..e + 16].copy_from_slice(&len.to_le_bytes());
+    }
+    disk[510] = 0x55;
+    disk[511] = 0xAA;
+    std::fs::write(&img, &disk).unwrap();
+    let json = dry_run(&img);
+    let r = only_region(&json);
+    assert_eq!(r["state"], "kept");
+    assert!(r["reason"].as_str().unwrap().contains("overlap"), "{r}");
+    assert_eq!(json["free_bytes"], 0);
+}
+
+#[test]
+fn a_dynamic_vhd_input_gives_the_same_disk_as_its_raw_form() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_vhdkit");
+    let raw = disks().join("mbr-fat32.raw");
+    let vhd = dir.path().join("in.vhd");
+    let st = Command::new(bin)
+        .args(["convert", "-q", "--to", "dynamic"])
+        .arg(&raw)
+        .arg(&vhd)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let from_raw = dir.path().join("a.raw");
+    let from_vhd = dir.path().join("b.raw");
+    for (input, out) in [(&raw, &from_raw), (&vhd, &from_vhd)] {
+        let st = Command::new(bin)
+            .args(["sparsify", "-q", "--to", "raw"])
+            .arg(input)
+            .arg(out)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    stdout(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "raw",
+            from_raw.to_str().unwrap(),
+            from_vhd.to_str().unwrap(),
+        ],
+    );
+    // A raw output is sparse: far fewer bytes allocated than its size.
+    let alloc = {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&from_raw).unwrap().blocks() * 512
+    };
+    assert!(alloc < 16 << 20, "{alloc} bytes allocated");
+}

@@ -173,8 +173,13 @@ pub fn sparsify(
     })
 }
 
+/// A size for people: bytes, KiB, MiB or GiB.
 fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    UNITS.iter().find(|(_, unit)| bytes >= *unit).map_or_else(
+        || format!("{bytes} B"),
+        |(name, unit)| format!("{:.1} {name}", bytes as f64 / *unit as f64),
+    )
 }
 
 impl SparsifyReport {
