@@ -100,6 +100,15 @@ pub fn open(dev: &dyn Device) -> Result<Option<FatFree>, UsageError> {
     };
     let bps = u64::from(info.bytes_per_sector);
     let cluster_bytes = bps * u64::from(info.sectors_per_cluster);
+    if cluster_bytes == 0 {
+        return Err(UsageError::corrupt(
+            "FAT boot sector",
+            "BPB_SecPerClus",
+            0x0D,
+            info.sectors_per_cluster,
+            "a power of two",
+        ));
+    }
     let clusters = u64::from(info.cluster_count);
     let data_start = info.data_start_sector * bps;
     let end = data_start.saturating_add(clusters.saturating_mul(cluster_bytes));

@@ -279,7 +279,7 @@ fn read_region(disk: &dyn VirtualDisk, mut region: Region) -> Region {
             region.state = RegionState::Read;
             region.filesystem_bytes = Some(fs.size_bytes());
             region.free_bytes = free;
-            region.used_bytes = region.len - free;
+            region.used_bytes = region.len.saturating_sub(free);
             region.fs = Some(fs);
         }
         Ok(None) => {

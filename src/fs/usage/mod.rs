@@ -248,6 +248,56 @@ pub(crate) fn runs_from_bitmap(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::device::MemDevice;
+    use proptest::prelude::*;
+
+    /// Opens, validates and reads a few windows with every reader; only
+    /// errors may come out, never a panic.
+    fn read_everything(dev: &MemDevice) {
+        let readers: [Box<dyn Fn(&MemDevice) -> Result<Option<Box<dyn FreeSpace>>, UsageError>>;
+            4] = [
+            Box::new(|d| Ok(ext::open(d)?.map(|f| Box::new(f) as Box<dyn FreeSpace>))),
+            Box::new(|d| Ok(fat::open(d)?.map(|f| Box::new(f) as Box<dyn FreeSpace>))),
+            Box::new(|d| Ok(ntfs::open(d)?.map(|f| Box::new(f) as Box<dyn FreeSpace>))),
+            Box::new(|d| Ok(swap::open(d)?.map(|f| Box::new(f) as Box<dyn FreeSpace>))),
+        ];
+        for open in &readers {
+            if let Ok(Some(fs)) = open(dev) {
+                let _ = fs.validate(dev);
+                let mut out = Vec::new();
+                for (start, len) in [(0, 4096), (1000, 1 << 20), (u64::MAX - 10, 100)] {
+                    let _ = fs.free_runs(dev, start, len, &mut out);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// Random bytes with a filesystem's magic planted where its reader
+        /// looks first, so that parsing goes past the first check.
+        #[test]
+        fn readers_never_panic(
+            mut bytes in proptest::collection::vec(any::<u8>(), 70_000..140_000),
+            magic in 0usize..4,
+            patches in proptest::collection::vec((0usize..140_000, any::<u8>()), 0..64),
+        ) {
+            let planted: &[(usize, &[u8])] = match magic {
+                0 => &[(1024 + 0x38, &[0x53, 0xEF]), (1024 + 0x18, &[0, 0, 0, 0])],
+                1 => &[(0, &[0xEB, 0x3C, 0x90]), (11, &[0, 2, 4, 1, 0, 2, 0, 2]), (0x36, b"FAT16   "), (510, &[0x55, 0xAA])],
+                2 => &[(3, b"NTFS    "), (11, &[0, 2, 8]), (510, &[0x55, 0xAA])],
+                _ => &[(4086, b"SWAPSPACE2"), (1024, &[1, 0, 0, 0])],
+            };
+            for (at, b) in planted {
+                bytes[*at..*at + b.len()].copy_from_slice(b);
+            }
+            let len = bytes.len();
+            for (at, v) in patches {
+                bytes[at % len] = v;
+            }
+            read_everything(&MemDevice { bytes });
+        }
+    }
 
     #[test]
     fn runs_merge_and_clip() {

@@ -306,25 +306,33 @@ impl Stream {
     ) -> Result<Vec<u8>, UsageError> {
         let mut out = Vec::with_capacity(len);
         let mut pos = offset;
-        let end = offset + len as u64;
+        let end = offset.saturating_add(len as u64);
+        let unmapped = |pos: u64, why: &str| {
+            UsageError::corrupt(
+                what,
+                "runs",
+                pos,
+                why.to_string(),
+                "a mapped cluster inside the volume",
+            )
+        };
         while pos < end {
             let vcn = pos / self.cluster;
             let e = self
                 .extents
                 .iter()
-                .find(|e| e.vcn <= vcn && vcn < e.vcn + e.len)
-                .ok_or_else(|| {
-                    UsageError::corrupt(
-                        what,
-                        "runs",
-                        pos,
-                        format!("no run for VCN {vcn}"),
-                        "a mapped cluster",
-                    )
-                })?;
-            let extent_end = (e.vcn + e.len) * self.cluster;
-            let n = (end.min(extent_end) - pos) as usize;
-            let disk_at = e.lcn * self.cluster + (pos - e.vcn * self.cluster);
+                .find(|e| e.vcn <= vcn && vcn - e.vcn < e.len)
+                .ok_or_else(|| unmapped(pos, &format!("no run for VCN {vcn}")))?;
+            let extent_end = (e.vcn + e.len)
+                .checked_mul(self.cluster)
+                .ok_or_else(|| unmapped(pos, "a run past 2^64 bytes"))?;
+            let n = end.min(extent_end) - pos;
+            let disk_at = e
+                .lcn
+                .checked_mul(self.cluster)
+                .and_then(|a| a.checked_add(pos - e.vcn * self.cluster))
+                .ok_or_else(|| unmapped(pos, &format!("cluster {}", e.lcn)))?;
+            let n = usize::try_from(n).map_err(|_| unmapped(pos, "a run too long"))?;
             out.extend(read(dev, disk_at, n, what)?);
             pos += n as u64;
         }
