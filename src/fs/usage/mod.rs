@@ -251,11 +251,12 @@ mod tests {
     use crate::disk::device::MemDevice;
     use proptest::prelude::*;
 
+    type Opener = Box<dyn Fn(&MemDevice) -> Result<Option<Box<dyn FreeSpace>>, UsageError>>;
+
     /// Opens, validates and reads a few windows with every reader; only
     /// errors may come out, never a panic.
     fn read_everything(dev: &MemDevice) {
-        let readers: [Box<dyn Fn(&MemDevice) -> Result<Option<Box<dyn FreeSpace>>, UsageError>>;
-            4] = [
+        let readers: [Opener; 4] = [
             Box::new(|d| Ok(ext::open(d)?.map(|f| Box::new(f) as Box<dyn FreeSpace>))),
             Box::new(|d| Ok(fat::open(d)?.map(|f| Box::new(f) as Box<dyn FreeSpace>))),
             Box::new(|d| Ok(ntfs::open(d)?.map(|f| Box::new(f) as Box<dyn FreeSpace>))),
