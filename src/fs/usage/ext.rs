@@ -86,23 +86,6 @@ fn to_usize(v: u64, what: &str) -> Result<usize, UsageError> {
     usize::try_from(v).map_err(|_| UsageError::unsupported(format!("{what} {v}")))
 }
 
-/// The name by features, as `fs::detect` names it.
-fn kind_of(sb: &Superblock) -> &'static str {
-    let ext4_incompat = INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_FLEX_BG | INCOMPAT_INLINE_DATA;
-    let ext4_ro = RO_COMPAT_HUGE_FILE
-        | RO_COMPAT_GDT_CSUM
-        | RO_COMPAT_DIR_NLINK
-        | RO_COMPAT_EXTRA_ISIZE
-        | RO_COMPAT_METADATA_CSUM;
-    if sb.feature_incompat & ext4_incompat != 0 || sb.feature_ro_compat & ext4_ro != 0 {
-        "ext4"
-    } else if sb.has_compat(COMPAT_HAS_JOURNAL) {
-        "ext3"
-    } else {
-        "ext2"
-    }
-}
-
 /// Refuses what makes the bitmaps untrustworthy or unreadable here.
 fn check_readable(sb: &Superblock) -> Result<(), UsageError> {
     if sb.state & STATE_ERROR_FS != 0 {
@@ -340,8 +323,11 @@ pub fn open(dev: &dyn Device) -> Result<Option<ExtFree>, UsageError> {
     check_geometry(&geo, dev)?;
     let descs = read_descs(dev, &sb, &geo)?;
     let tables = table_extents(&descs, &geo);
+    let kind = crate::fs::ext::probe(dev)
+        .map_err(from_fs)?
+        .map_or("ext2", |info| info.kind);
     Ok(Some(ExtFree {
-        kind: kind_of(&sb),
+        kind,
         sb,
         geo,
         descs,
@@ -452,14 +438,11 @@ impl FreeSpace for ExtFree {
 
     fn validate(&self, dev: &dyn Device) -> Result<u64, UsageError> {
         let mut free = 0u64;
-        let mut runs = Vec::new();
         for g in 0..self.geo.groups {
             let gi = to_usize(g, "group")?;
-            runs.clear();
             let first = self.geo.group_first(g) * self.geo.block_size;
             let span = self.geo.group_blocks(g) * self.geo.block_size;
-            self.free_runs(dev, first, span, &mut runs)?;
-            let bytes: u64 = runs.iter().map(|r| r.1).sum();
+            let bytes = self.free_bytes_in(dev, first, span)?;
             let blocks = bytes / self.geo.block_size;
             let stated = u64::from(self.descs.free_blocks(gi));
             // An uninitialised group's metadata is counted here even where

@@ -103,6 +103,13 @@ pub trait FreeSpace: Send + Sync {
     /// Reads every piece of allocation data once and checks it is
     /// consistent (checksums, counts, copies); returns the free bytes.
     fn validate(&self, dev: &dyn Device) -> Result<u64, UsageError>;
+
+    /// Free bytes inside `start..start + len`.
+    fn free_bytes_in(&self, dev: &dyn Device, start: u64, len: u64) -> Result<u64, UsageError> {
+        let mut runs = Vec::new();
+        self.free_runs(dev, start, len, &mut runs)?;
+        Ok(runs.iter().map(|r| r.1).sum())
+    }
 }
 
 /// A read-only window `start..start + len` of a virtual disk, as the

@@ -664,15 +664,12 @@ impl FreeSpace for NtfsFree {
 
     fn validate(&self, dev: &dyn Device) -> Result<u64, UsageError> {
         let mut free = 0u64;
-        let mut runs = Vec::new();
         let step = BITMAP_CHUNK * 8 * self.cluster;
         let mut at = 0u64;
         let end = self.clusters * self.cluster;
         while at < end {
-            runs.clear();
             let n = step.min(end - at);
-            self.free_runs(dev, at, n, &mut runs)?;
-            free += runs.iter().map(|r| r.1).sum::<u64>();
+            free += self.free_bytes_in(dev, at, n)?;
             at += n;
         }
         Ok(free)
