@@ -6,7 +6,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use vhdkit::commands::{bench, check, checksum, compact, convert, expand, info, preflight, repair};
+use vhdkit::commands::{
+    bench, check, checksum, compact, convert, expand, info, preflight, repair, sparsify,
+};
 use vhdkit::error::{EXIT_FAILED, EXIT_OK};
 use vhdkit::report::{error_json, Outcome};
 
@@ -40,6 +42,7 @@ enum Command {
     Checksum(checksum::Args),
     Bench(bench::Args),
     Preflight(preflight::Args),
+    Sparsify(sparsify::Args),
 }
 
 impl Command {
@@ -53,6 +56,7 @@ impl Command {
             Command::Convert(a) => Some(&a.input),
             Command::Compact(a) => Some(&a.input),
             Command::Expand(a) => Some(&a.input),
+            Command::Sparsify(a) => Some(&a.input),
             Command::Bench(a) => a.image.as_deref(),
             Command::Info(_) | Command::Checksum(_) => None,
         }
@@ -69,6 +73,7 @@ impl Command {
             Command::Checksum(a) => a.out.json,
             Command::Bench(a) => a.out.json,
             Command::Preflight(a) => a.out.json,
+            Command::Sparsify(a) => a.write.out.json,
         }
     }
 }
@@ -92,6 +97,7 @@ fn run(command: Command) -> (bool, vhdkit::Result<Outcome>) {
         Command::Checksum(a) => checksum::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Preflight(a) => preflight::run(a),
+        Command::Sparsify(a) => sparsify::run(a),
     };
     (json, result)
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-const COMMANDS: [&str; 9] = [
+const COMMANDS: [&str; 10] = [
     "info",
     "check",
     "repair",
@@ -15,6 +15,7 @@ const COMMANDS: [&str; 9] = [
     "expand",
     "preflight",
     "bench",
+    "sparsify",
 ];
 
 /// `--long` flags in `text` (not `--` alone).

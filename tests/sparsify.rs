@@ -907,3 +907,52 @@ fn mutated_filesystems_never_panic() {
         }
     }
 }
+
+#[test]
+fn preflight_warns_about_free_space_holding_data_until_sparsified() {
+    if !tools_present() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_vhdkit");
+    let full = dir.path().join("full.vhd");
+    let st = Command::new(bin)
+        .args(["convert", "-q", "--to", "dynamic"])
+        .arg(disks().join("mbr-ext4.raw"))
+        .arg(&full)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sparse = dir.path().join("sparse.vhd");
+    let st = Command::new(bin)
+        .args(["sparsify", "-q", "--json"])
+        .arg(&full)
+        .arg(&sparse)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let free_space_lines = |image: &Path| -> Vec<Value> {
+        let o = Command::new(bin)
+            .args(["preflight", "--json"])
+            .arg(image)
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["target_rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l["code"] == "FREE_SPACE_DATA")
+            .cloned()
+            .collect()
+    };
+    let warned = free_space_lines(&full);
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert_eq!(warned[0]["status"], "WARN");
+    assert!(warned[0]["fix"]
+        .as_str()
+        .unwrap()
+        .starts_with("vhdkit sparsify "));
+    assert!(free_space_lines(&sparse).is_empty());
+}

@@ -13,32 +13,66 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::convert::{self, ConvertOptions, Report, Target};
 use crate::disk::{self, Kind, VirtualDisk};
 use crate::format::footer::Creator;
-use crate::format::header::DEFAULT_BLOCK_SIZE;
-use crate::fs::usage::{map_disk, DiskMap, FreeZeroed, RegionState};
-use crate::pipeline::digest::Algo;
+use crate::fs::usage::{survey, DiskMap, FreeZeroed, RegionState};
 use crate::pipeline::plan;
 use crate::pipeline::Progress;
+use crate::report::{block_size_u32, parse_size_arg, written_text, Bar, Outcome, ToArg, WriteArgs};
+use crate::writer::{self, Report, Target, WriteOptions};
 use crate::{Error, Result};
 
-/// Options of `sparsify`.
-#[derive(Debug, Clone)]
-pub struct SparsifyOptions {
-    pub to: Target,
-    pub block_size: u32,
-    pub digests: Vec<Algo>,
+/// Copy a disk with the blocks its filesystems do not use left out:
+/// ext2/3/4, FAT12/16/32, NTFS and swap read natively, offline.
+///
+/// Used bytes are carried over byte for byte; free ones read as zero and
+/// are not stored. Dirty, unknown or unreadable filesystems are kept as
+/// they are, and the report says why. Exit status: 0 written (or
+/// reported), 1 a damaged VHD input refused, 2 could not run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Input: raw or any VHD (a chain is read through; read only).
+    pub input: PathBuf,
+    /// Output image (not needed with --dry-run).
+    pub output: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "dynamic")]
+    pub to: ToArg,
+    /// Block size of a dynamic output (K/M suffixes).
+    #[arg(long, default_value = "2M", value_parser = parse_size_arg)]
+    pub block_size: u64,
+    /// Print the report (with the planned output size); write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
-impl Default for SparsifyOptions {
-    fn default() -> Self {
-        SparsifyOptions {
-            to: Target::Dynamic,
-            block_size: DEFAULT_BLOCK_SIZE,
-            digests: Vec::new(),
+/// Options of `sparsify`: how the output is written.
+pub type SparsifyOptions = WriteOptions;
+
+/// `vhdkit sparsify`.
+pub fn run(args: Args) -> Result<Outcome> {
+    let opts = SparsifyOptions {
+        to: args.to.into(),
+        block_size: block_size_u32(args.block_size)?,
+        digests: args.write.digests(),
+        no_sync: args.write.no_sync,
+        ..SparsifyOptions::default()
+    };
+    let output = match (args.dry_run, args.output) {
+        (true, _) => None,
+        (false, Some(o)) => Some(o),
+        (false, None) => {
+            return Err(Error::Usage(
+                "sparsify: OUTPUT is required unless --dry-run".into(),
+            ))
         }
-    }
+    };
+    let bar = Bar::for_file(&args.input, args.write.out.quiet);
+    let r = sparsify(&args.input, output.as_deref(), &opts, &bar);
+    drop(bar);
+    Outcome::ok(&r?, SparsifyReport::to_text)
 }
 
 /// What `sparsify` found and did.
@@ -85,28 +119,17 @@ fn chain_allocated(disk: &dyn VirtualDisk) -> u64 {
     total
 }
 
-/// Lays `input` out and measures what sparsify would drop: the part of
-/// the command that reads only (also what `preflight` asks).
-pub fn survey(disk: &dyn VirtualDisk) -> Result<DiskMap> {
-    let mut map = map_disk(disk);
-    map.measure_dropped(disk).map_err(|e| Error::Unsupported {
-        path: disk.path().to_path_buf(),
-        what: format!("reading free space: {e}"),
-    })?;
-    Ok(map)
-}
-
 /// `(file size, allocated bytes)` the output would have.
 fn predict(view: &dyn VirtualDisk, opts: &SparsifyOptions) -> Result<(u64, u64)> {
     let size = view.size_bytes();
     match opts.to {
         Target::Dynamic => {
-            convert::validate_block_size(opts.block_size)?;
-            let blocks = convert::stored_blocks(view, size, opts.block_size)?;
+            writer::validate_block_size(opts.block_size)?;
+            let blocks = writer::stored_blocks(view, size, opts.block_size)?;
             let footer = crate::format::Footer::new(
                 crate::format::DiskType::Dynamic,
                 size,
-                Creator::by_name(convert::DEFAULT_CREATOR)
+                Creator::by_name(&opts.creator)
                     .ok_or_else(|| Error::Usage("no default creator".into()))?,
                 0,
                 [0; 16],
@@ -134,9 +157,12 @@ pub fn sparsify(
     progress: &dyn Progress,
 ) -> Result<SparsifyReport> {
     let started = Instant::now();
-    convert::require_clean(input)?;
+    writer::require_clean(input)?;
     let disk = disk::open(input)?;
-    let map = survey(disk.as_ref())?;
+    let map = survey(disk.as_ref()).map_err(|e| Error::Unsupported {
+        path: input.to_path_buf(),
+        what: format!("reading free space: {e}"),
+    })?;
     let view = FreeZeroed::new(disk.as_ref(), &map);
     let (output_file_size, allocated_after, written) = match output {
         None => {
@@ -144,13 +170,7 @@ pub fn sparsify(
             (size, alloc, None)
         }
         Some(out) => {
-            let copts = ConvertOptions {
-                to: opts.to,
-                block_size: opts.block_size,
-                digests: opts.digests.clone(),
-                ..ConvertOptions::default()
-            };
-            let r = convert::write_disk(&view, input, out, &copts, progress)?;
+            let r = writer::write_disk(&view, input, out, opts, progress)?;
             (r.file_size, allocated(out), Some(r))
         }
     };
@@ -245,6 +265,9 @@ impl SparsifyReport {
             mib(self.allocated_after),
             self.seconds
         );
+        if let Some(w) = &self.written {
+            s.push_str(&written_text(w));
+        }
         s
     }
 }

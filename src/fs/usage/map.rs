@@ -214,6 +214,14 @@ impl DiskMap {
     }
 }
 
+/// Lays `disk` out and measures, per region, the free bytes it stores
+/// (what [`map_disk`] and [`DiskMap::measure_dropped`] give together).
+pub fn survey(disk: &dyn VirtualDisk) -> Result<DiskMap, UsageError> {
+    let mut map = map_disk(disk);
+    map.measure_dropped(disk)?;
+    Ok(map)
+}
+
 /// Bytes of non-zero 512-byte sectors in `offset..offset + len` of `disk`.
 fn stored_nonzero(disk: &dyn VirtualDisk, offset: u64, len: u64) -> Result<u64, UsageError> {
     const CHUNK: u64 = 1 << 20;

@@ -24,7 +24,7 @@ pub mod view;
 use crate::disk::device::Device;
 use crate::disk::VirtualDisk;
 
-pub use map::{map_disk, DiskMap, Region, RegionState};
+pub use map::{map_disk, survey, DiskMap, Region, RegionState};
 pub use view::FreeZeroed;
 
 /// A byte range: `(offset, len)`.
