@@ -451,6 +451,26 @@ fn check_record(rec: &mut [u8], at: u64, what: &'static str) -> Result<(), Usage
     Ok(())
 }
 
+/// The unnamed non-resident `$DATA` of a fixed-up record, as a stream.
+fn data_stream(rec: &[u8], what: &'static str, cluster: u64) -> Result<Stream, UsageError> {
+    let (extents, size) = find_attr(rec, 0, TYPE_DATA)?
+        .ok_or_else(|| UsageError::corrupt(what, "$DATA", 0, "none", "an unnamed $DATA attribute"))?
+        .extents()?;
+    Ok(Stream {
+        extents,
+        size,
+        cluster,
+    })
+}
+
+/// `$MFT` itself, from its record 0 at byte `at`.
+fn read_mft(dev: &dyn Device, boot: &Boot, at: u64) -> Result<Stream, UsageError> {
+    let len = usize::try_from(boot.record).unwrap_or(4096);
+    let mut rec0 = read(dev, at, len, "$MFT")?;
+    check_record(&mut rec0, at, "$MFT record 0")?;
+    data_stream(&rec0, "$MFT record 0", boot.cluster)
+}
+
 /// Reads an NTFS volume at the start of `dev`: `None` without the NTFS
 /// OEM id; an error when `$Bitmap` cannot be found or trusted.
 pub fn open(dev: &dyn Device) -> Result<Option<NtfsFree>, UsageError> {
@@ -499,42 +519,11 @@ pub fn open(dev: &dyn Device) -> Result<Option<NtfsFree>, UsageError> {
                 "a cluster inside the volume",
             )
         })?;
-    let mut rec0 = read(
-        dev,
-        mft_at,
-        usize::try_from(boot.record).unwrap_or(4096),
-        "$MFT",
-    )?;
-    check_record(&mut rec0, mft_at, "$MFT record 0")?;
-    let (extents, size) = find_attr(&rec0, mft_at, TYPE_DATA)?
-        .ok_or_else(|| {
-            UsageError::corrupt(
-                "$MFT record 0",
-                "$DATA",
-                mft_at,
-                "none",
-                "an unnamed $DATA attribute",
-            )
-        })?
-        .extents()?;
-    let mft = Stream {
-        extents,
-        size,
-        cluster: boot.cluster,
-    };
+    let mft = read_mft(dev, &boot, mft_at)?;
     check_volume_clean(dev, &boot, &mft)?;
     let rec6 = read_record(dev, &boot, &mft, RECORD_BITMAP, "$Bitmap record")?;
-    let (extents, size) = find_attr(&rec6, 0, TYPE_DATA)?
-        .ok_or_else(|| {
-            UsageError::corrupt(
-                "$Bitmap record",
-                "$DATA",
-                0,
-                "none",
-                "an unnamed $DATA attribute",
-            )
-        })?
-        .extents()?;
+    let bitmap = data_stream(&rec6, "$Bitmap record", boot.cluster)?;
+    let size = bitmap.size;
     if size < clusters.div_ceil(8) {
         return Err(UsageError::corrupt(
             "$Bitmap",
@@ -547,11 +536,6 @@ pub fn open(dev: &dyn Device) -> Result<Option<NtfsFree>, UsageError> {
             ),
         ));
     }
-    let bitmap = Stream {
-        extents,
-        size,
-        cluster: boot.cluster,
-    };
     Ok(Some(NtfsFree {
         cluster: boot.cluster,
         clusters,
@@ -572,25 +556,11 @@ fn check_volume_clean(dev: &dyn Device, boot: &Boot, mft: &Stream) -> Result<(),
         }
     }
     let log = read_record(dev, boot, mft, RECORD_LOGFILE, "$LogFile record")?;
-    let Some(data) = find_attr(&log, 0, TYPE_DATA)? else {
-        return Err(UsageError::corrupt(
-            "$LogFile record",
-            "$DATA",
-            0,
-            "none",
-            "an unnamed $DATA attribute",
-        ));
-    };
-    let (extents, size) = data.extents()?;
-    let stream = Stream {
-        extents,
-        size,
-        cluster: boot.cluster,
-    };
+    let stream = data_stream(&log, "$LogFile record", boot.cluster)?;
     let page = stream.read(
         dev,
         0,
-        RESTART_PAGE_BYTES.min(usize::try_from(size).unwrap_or(0)),
+        RESTART_PAGE_BYTES.min(usize::try_from(stream.size).unwrap_or(0)),
         "$LogFile",
     )?;
     if page.iter().all(|&b| b == 0xFF) {
