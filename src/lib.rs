@@ -34,5 +34,5 @@ pub mod pipeline;
 pub mod report;
 pub mod writer;
 
-pub use commands::{bench, checksum, compact, convert, expand, info, preflight, repair};
+pub use commands::{bench, checksum, compact, convert, expand, info, preflight, repair, sparsify};
 pub use error::{Error, Result};

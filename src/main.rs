@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vhdkit::commands::{
-    bench, catalog, check, checksum, compact, convert, expand, info, preflight, repair,
+    bench, catalog, check, checksum, compact, convert, expand, info, preflight, repair, sparsify,
 };
 use vhdkit::error::{EXIT_FAILED, EXIT_OK};
 use vhdkit::report::{error_json, Outcome};
@@ -43,6 +43,7 @@ enum Command {
     Bench(bench::Args),
     Preflight(preflight::Args),
     Catalog(catalog::Args),
+    Sparsify(sparsify::Args),
 }
 
 impl Command {
@@ -56,6 +57,7 @@ impl Command {
             Command::Convert(a) => Some(&a.input),
             Command::Compact(a) => Some(&a.input),
             Command::Expand(a) => Some(&a.input),
+            Command::Sparsify(a) => Some(&a.input),
             Command::Bench(a) => a.image.as_deref(),
             Command::Info(_) | Command::Checksum(_) | Command::Catalog(_) => None,
         }
@@ -73,6 +75,7 @@ impl Command {
             Command::Bench(a) => a.out.json,
             Command::Preflight(a) => a.out.json,
             Command::Catalog(a) => a.json,
+            Command::Sparsify(a) => a.write.out.json,
         }
     }
 }
@@ -97,6 +100,7 @@ fn run(command: Command) -> (bool, vhdkit::Result<Outcome>) {
         Command::Bench(a) => bench::run(a),
         Command::Preflight(a) => preflight::run(a),
         Command::Catalog(a) => catalog::run(a),
+        Command::Sparsify(a) => sparsify::run(a),
     };
     (json, result)
 }

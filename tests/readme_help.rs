@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-const COMMANDS: [&str; 10] = [
+const COMMANDS: [&str; 11] = [
     "info",
     "check",
     "repair",
@@ -16,6 +16,7 @@ const COMMANDS: [&str; 10] = [
     "preflight",
     "bench",
     "catalog",
+    "sparsify",
 ];
 
 /// `catalog`'s flags are its subcommands': their helps are read together.

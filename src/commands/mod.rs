@@ -1,6 +1,6 @@
 //! The commands: one leaf module per subcommand (`info`, `check`, `repair`,
-//! `convert`, `compact`, `checksum`, `expand`, `preflight`, `bench`,
-//! `catalog`). No
+//! `convert`, `compact`, `checksum`, `expand`, `preflight`, `sparsify`,
+//! `bench`, `catalog`). No
 //! command imports another; what two share lives in a layer below
 //! (`writer`, `grow`, `cloud`, `report`).
 //!
@@ -20,3 +20,4 @@ pub mod expand;
 pub mod info;
 pub mod preflight;
 pub mod repair;
+pub mod sparsify;

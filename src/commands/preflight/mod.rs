@@ -172,7 +172,7 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
     let Part {
         findings: structure_findings,
         lines: mut structure_lines,
-        target_rules,
+        mut target_rules,
         chain,
         segments,
         package,
@@ -187,6 +187,10 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
     };
 
     let structure_ok = !structure_lines.iter().any(|l| l.status == Status::Fail);
+    if structure_ok {
+        let upload_bytes = upload.as_ref().map_or(0, |d| d.size);
+        target_rules.extend(free_space_line(image, &leaf, upload_bytes));
+    }
     if structure_ok {
         structure_lines.insert(
             0,
@@ -274,6 +278,47 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
     };
     report.verdict = report.tally();
     Ok(report)
+}
+
+/// Share of the upload above which free-but-stored bytes earn a WARN.
+const SPARSIFY_WARN_PERCENT: u64 = 5;
+
+/// A WARN when the filesystems' free space holds data worth more than
+/// [`SPARSIFY_WARN_PERCENT`] of the upload: `vhdkit sparsify` would leave
+/// it out. Nothing when it cannot be read (the other sections say why).
+fn free_space_line(image: &Path, leaf: &Path, upload_bytes: u64) -> Option<Line> {
+    let disk = crate::disk::open(leaf).ok()?;
+    let map = crate::fs::usage::survey(disk.as_ref()).ok()?;
+    let dropped = map.dropped_bytes();
+    if upload_bytes == 0 || dropped.saturating_mul(100) <= upload_bytes * SPARSIFY_WARN_PERCENT {
+        return None;
+    }
+    Some(
+        Line::new(
+            "FREE_SPACE_DATA",
+            Status::Warn,
+            format!(
+                "{dropped} bytes ({:.1}% of the {upload_bytes}-byte upload) are free in the filesystems but hold data; `vhdkit sparsify` would leave them out",
+                dropped as f64 * 100.0 / upload_bytes as f64
+            ),
+        )
+        .with_fix(format!(
+            "vhdkit sparsify {} {}",
+            image.display(),
+            sparsified_name(image)
+        )),
+    )
+}
+
+/// `disk.vhd` -> `disk-sparse.vhd`.
+fn sparsified_name(image: &Path) -> String {
+    let stem = image
+        .file_stem()
+        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+    image
+        .with_file_name(format!("{stem}-sparse.vhd"))
+        .display()
+        .to_string()
 }
 
 /// Nova's checks of each flavor, each simulating the boot-time resize of

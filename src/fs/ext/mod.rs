@@ -46,8 +46,8 @@
 //! full descriptor table copy in every backup group instead).
 
 mod apply;
-mod bitmap;
-mod csum;
+pub mod bitmap;
+pub mod csum;
 pub mod desc;
 mod error;
 pub mod geometry;
