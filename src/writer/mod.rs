@@ -137,9 +137,10 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         .ok_or_else(|| format!("{text:?}: too large"))
 }
 
-/// Refuses a VHD that `check` finds errors in (parents looked for where
-/// `parents` allow); raw inputs pass.
+/// Refuses another image format, and a VHD that `check` finds errors in
+/// (parents looked for where `parents` allow); raw inputs pass.
 pub fn require_clean(path: &Path, parents: &crate::disk::ParentOptions) -> Result<()> {
+    crate::disk::refuse_foreign(path)?;
     let source = Source::open(path)?;
     if detect(source.bytes()).is_none() {
         return Ok(());
