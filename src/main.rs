@@ -47,22 +47,6 @@ enum Command {
 }
 
 impl Command {
-    /// The image a command reads as a disk (refused when it is another
-    /// image format); `info` names such formats instead.
-    fn disk_input(&self) -> Option<&std::path::Path> {
-        match self {
-            Command::Check(a) => Some(&a.image),
-            Command::Repair(a) => Some(&a.image),
-            Command::Preflight(a) => Some(&a.image),
-            Command::Convert(a) => Some(&a.input),
-            Command::Compact(a) => Some(&a.input),
-            Command::Expand(a) => Some(&a.input),
-            Command::Sparsify(a) => Some(&a.input),
-            Command::Bench(a) => a.image.as_deref(),
-            Command::Info(_) | Command::Checksum(_) | Command::Catalog(_) => None,
-        }
-    }
-
     fn json(&self) -> bool {
         match self {
             Command::Info(a) => a.out.json,
@@ -80,14 +64,9 @@ impl Command {
     }
 }
 
-/// Runs the command, after refusing an input in another image format;
-/// also says whether its output is JSON.
+/// Runs the command (each refuses an input in another image format by
+/// itself); also says whether its output is JSON.
 fn run(command: Command) -> (bool, vhdkit::Result<Outcome>) {
-    if let Some(input) = command.disk_input() {
-        if let Err(e) = vhdkit::disk::refuse_foreign(input) {
-            return (command.json(), Err(e));
-        }
-    }
     let json = command.json();
     let result = match command {
         Command::Info(a) => info::run(a),

@@ -12,6 +12,7 @@
 
 use serde::Serialize;
 
+use crate::disk::ParentOptions;
 use crate::error::{EXIT_OK, EXIT_PROBLEMS};
 use crate::pipeline::digest::{Algo, Digests};
 use crate::pipeline::Progress;
@@ -27,6 +28,28 @@ pub struct OutputArgs {
     /// No progress bar (preflight: also only its WARN and FAIL lines and the verdict).
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Where a differencing disk's parents may be looked for beyond the child's
+/// own folder: the flags of every command that reads a chain.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ParentArgs {
+    /// The parent of IMAGE (a differencing disk), used instead of its locators; its unique id must match.
+    #[arg(long, value_name = "PATH")]
+    pub parent: Option<std::path::PathBuf>,
+    /// One more folder to look for parents in (repeatable); by default only the child's own folder is searched.
+    #[arg(long = "parent-dir", value_name = "DIR")]
+    pub parent_dirs: Vec<std::path::PathBuf>,
+}
+
+impl ParentArgs {
+    /// The library's options for these flags.
+    pub fn options(&self) -> ParentOptions {
+        ParentOptions {
+            parent: self.parent.clone(),
+            search_dirs: self.parent_dirs.clone(),
+        }
+    }
 }
 
 /// A comma-separated list of digests (`md5,sha512`, `all`).

@@ -173,8 +173,10 @@ pub struct Options {
 }
 
 /// Checks the VHD at `path` and, link by link, its parents. An `Err` means
-/// the file cannot be read as a VHD at all (exit status 2).
+/// the file cannot be read as a VHD at all (exit status 2), or holds another
+/// image format (refused first, unless `--input-format raw`).
 pub fn check_path(path: &Path, options: &Options) -> Result<Report> {
+    crate::disk::refuse_foreign(path)?;
     let mut findings = Vec::new();
     let mut chain = Chain::new(&options.parents);
     let mut current = path.to_path_buf();

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::check::{check_path, Options, Report};
-use crate::report::{Outcome, OutputArgs};
+use crate::report::{Outcome, OutputArgs, ParentArgs};
 use crate::Result;
 
 /// Verify every structure and checksum of a VHD (and its parents).
@@ -17,11 +17,17 @@ pub struct Args {
     /// The VHD to check.
     pub image: PathBuf,
     #[command(flatten)]
+    pub parents: ParentArgs,
+    #[command(flatten)]
     pub out: OutputArgs,
 }
 
 /// `vhdkit check`.
 pub fn run(args: Args) -> Result<Outcome> {
-    let report = check_path(&args.image, &Options::default())?;
+    let options = Options {
+        parents: args.parents.options(),
+        ..Options::default()
+    };
+    let report = check_path(&args.image, &options)?;
     Outcome::problems_unless(report.ok, &report, Report::to_text)
 }

@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::disk::{self, Kind, Source};
+use crate::disk::{self, parent, Kind, ParentOptions, Source};
 use crate::format::header::{HEADER_DATA_OFFSET, HEADER_VERSION};
 use crate::format::{DiskType, DynamicHeader, Layout, ParentLocator};
 use crate::pipeline::digest::Algo;
 use crate::pipeline::plan::{self, StoredBlock};
 use crate::pipeline::{self, DataSource, Progress};
-use crate::report::{written_text, Bar, Outcome, WriteArgs};
+use crate::report::{written_text, Bar, Outcome, ParentArgs, WriteArgs};
 use crate::writer::{require_clean, stored_blocks, Output, Report};
 use crate::{Error, Result};
 
@@ -23,18 +23,28 @@ pub fn compact(
     digests: &[Algo],
     progress: &dyn Progress,
 ) -> Result<Report> {
-    compact_with(input, output, digests, false, progress)
+    compact_with(
+        input,
+        output,
+        digests,
+        false,
+        &ParentOptions::default(),
+        progress,
+    )
 }
 
-/// [`compact`], renaming without fsync when `no_sync`.
+/// [`compact`], renaming without fsync when `no_sync`, with the input's
+/// parents also looked for where `parents` allow. A differencing output in
+/// another folder gets its relative locators re-aimed at the same parent.
 pub fn compact_with(
     input: &Path,
     output: &Path,
     digests: &[Algo],
     no_sync: bool,
+    parents: &ParentOptions,
     progress: &dyn Progress,
 ) -> Result<Report> {
-    require_clean(input)?;
+    require_clean(input, parents)?;
     let source = Source::open(input)?;
     let layout = Layout::parse(source.bytes())
         .filter(|l| l.dynamic.is_some())
@@ -80,6 +90,7 @@ pub fn compact_with(
             });
         }
         let locators = locator_payloads(&source, &header);
+        let locators = rebased(input, output, &source, &header, parents, locators)?;
         let plan = plan::plan_dynamic(&footer, &header, &locators, &blocks)?;
         let d = pipeline::run_with(
             &plan,
@@ -92,7 +103,7 @@ pub fn compact_with(
         )?;
         (plan, Kind::Differencing, d)
     } else {
-        let disk = disk::open(input)?;
+        let disk = disk::open_with(input, parents)?;
         let blocks = stored_blocks(disk.as_ref(), footer.current_size, header.block_size)?;
         let mut h = DynamicHeader::new(0, 0, header.block_size);
         h.header_version = HEADER_VERSION;
@@ -118,6 +129,30 @@ pub fn compact_with(
         &plan,
         digests,
     ))
+}
+
+/// `locators` for a copy of the child written at `output`: unchanged in the
+/// same folder, else with relative ones re-aimed from OUT's folder at the
+/// parent the input resolves to.
+fn rebased(
+    input: &Path,
+    output: &Path,
+    source: &Source,
+    header: &DynamicHeader,
+    parents: &ParentOptions,
+    locators: Vec<(ParentLocator, Vec<u8>)>,
+) -> Result<Vec<(ParentLocator, Vec<u8>)>> {
+    let canonical_dir = |p: &Path| std::fs::canonicalize(parent::folder_of(p)).ok();
+    let out_dir = canonical_dir(output);
+    if out_dir.is_some() && out_dir == canonical_dir(input) {
+        return Ok(locators);
+    }
+    let res = parent::resolve(input, source.bytes(), header, parents, true);
+    let found = res.found.clone().ok_or_else(|| Error::Parent {
+        path: input.to_path_buf(),
+        what: res.not_found_message(header),
+    })?;
+    parent::rebase_locators(&locators, &found, &parent::folder_of(output))
 }
 
 /// The locators of `header` with their data, in order.
@@ -148,6 +183,8 @@ pub struct Args {
     /// Output path.
     pub output: PathBuf,
     #[command(flatten)]
+    pub parents: ParentArgs,
+    #[command(flatten)]
     pub write: WriteArgs,
 }
 
@@ -160,6 +197,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         &args.output,
         &digests,
         args.write.no_sync,
+        &args.parents.options(),
         &bar,
     );
     drop(bar);

@@ -3,9 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::disk;
+use crate::disk::{self, ParentOptions};
 use crate::pipeline::Progress;
-use crate::report::{block_size_u32, parse_size_arg, written_text, Bar, Outcome, ToArg, WriteArgs};
+use crate::report::{
+    block_size_u32, parse_size_arg, written_text, Bar, Outcome, ParentArgs, ToArg, WriteArgs,
+};
 use crate::writer::{require_clean, write_disk};
 pub use crate::writer::{Report, Target, WriteOptions as ConvertOptions, DEFAULT_CREATOR};
 use crate::Result;
@@ -17,8 +19,20 @@ pub fn convert(
     opts: &ConvertOptions,
     progress: &dyn Progress,
 ) -> Result<Report> {
-    require_clean(input)?;
-    let disk = disk::open(input)?;
+    convert_with(input, output, opts, &ParentOptions::default(), progress)
+}
+
+/// [`convert`], with the input's parents also looked for where `parents`
+/// allow.
+pub fn convert_with(
+    input: &Path,
+    output: &Path,
+    opts: &ConvertOptions,
+    parents: &ParentOptions,
+    progress: &dyn Progress,
+) -> Result<Report> {
+    require_clean(input, parents)?;
+    let disk = disk::open_with(input, parents)?;
     write_disk(disk.as_ref(), input, output, opts, progress)
 }
 
@@ -47,6 +61,8 @@ pub struct Args {
     #[arg(long, default_value = DEFAULT_CREATOR)]
     pub creator: String,
     #[command(flatten)]
+    pub parents: ParentArgs,
+    #[command(flatten)]
     pub write: WriteArgs,
 }
 
@@ -61,7 +77,8 @@ pub fn run(args: Args) -> Result<Outcome> {
         no_sync: args.write.no_sync,
     };
     let bar = Bar::for_file(&args.input, args.write.out.quiet);
-    let r = convert(&args.input, &args.output, &opts, &bar);
+    let parents = args.parents.options();
+    let r = convert_with(&args.input, &args.output, &opts, &parents, &bar);
     drop(bar);
     Outcome::ok(&r?, written_text)
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 pub use crate::cloud::nova::{ExpandReport, FsGrowth, Verdict};
 pub use crate::grow::{expand, plan_expand, ExpandOptions};
 use crate::partition::{GrowRule, PartitionInfo};
-use crate::report::{block_size_u32, parse_size_arg, Bar, Outcome, OutputArgs, ToArg};
+use crate::report::{block_size_u32, parse_size_arg, Bar, Outcome, OutputArgs, ParentArgs, ToArg};
 use crate::writer::DEFAULT_CREATOR;
 use crate::{Error, Result};
 
@@ -61,6 +61,8 @@ pub struct Args {
     #[arg(long)]
     pub no_sync: bool,
     #[command(flatten)]
+    pub parents: ParentArgs,
+    #[command(flatten)]
     pub out: OutputArgs,
 }
 
@@ -79,6 +81,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         block_size: block_size_u32(args.block_size)?,
         creator: args.creator,
         no_sync: args.no_sync,
+        parents: args.parents.options(),
     };
     let report = if args.dry_run {
         plan_expand(&args.input, &opts)?

@@ -409,11 +409,13 @@ pub struct Args {
     /// The image (raw, fixed, dynamic or differencing VHD).
     pub image: PathBuf,
     #[command(flatten)]
+    pub parents: crate::report::ParentArgs,
+    #[command(flatten)]
     pub out: OutputArgs,
 }
 
 /// `vhdkit info`.
 pub fn run(args: Args) -> Result<Outcome> {
-    let info = info(&args.image)?;
+    let info = info_with(&args.image, &args.parents.options())?;
     Outcome::ok(&info, Info::to_text)
 }

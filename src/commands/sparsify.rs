@@ -157,7 +157,7 @@ pub fn sparsify(
     progress: &dyn Progress,
 ) -> Result<SparsifyReport> {
     let started = Instant::now();
-    writer::require_clean(input)?;
+    writer::require_clean(input, &crate::disk::ParentOptions::default())?;
     let disk = disk::open(input)?;
     let map = survey(disk.as_ref()).map_err(|e| Error::Unsupported {
         path: input.to_path_buf(),

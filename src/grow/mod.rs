@@ -39,12 +39,14 @@ pub struct ExpandOptions {
     pub creator: String,
     /// Rename the output without fsync.
     pub no_sync: bool,
+    /// Where the input's parents may be looked for.
+    pub parents: disk::ParentOptions,
 }
 
 /// Plans the expansion of `input` without writing anything (`--dry-run`).
 pub fn plan_expand(input: &Path, opts: &ExpandOptions) -> Result<ExpandReport> {
-    require_clean(input)?;
-    let base = disk::open(input)?;
+    require_clean(input, &opts.parents)?;
+    let base = disk::open_with(input, &opts.parents)?;
     let mut overlay = Overlay::new(base.as_ref(), opts.size);
     plan_on(&mut overlay, input, opts)
 }
@@ -56,8 +58,8 @@ pub fn expand(
     opts: &ExpandOptions,
     progress: &dyn Progress,
 ) -> Result<ExpandReport> {
-    require_clean(input)?;
-    let base = disk::open(input)?;
+    require_clean(input, &opts.parents)?;
+    let base = disk::open_with(input, &opts.parents)?;
     let mut overlay = Overlay::new(base.as_ref(), opts.size);
     let mut report = plan_on(&mut overlay, input, opts)?;
     if !report.verdict.grown && !report.verdict.disk_only {

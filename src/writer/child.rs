@@ -37,31 +37,6 @@ impl VirtualDisk for ChangesOnly<'_, '_> {
     }
 }
 
-/// `..\..\dir\name` from `from_dir` to `to` (both absolute), Windows style.
-fn relative_windows_path(from_dir: &Path, to: &Path) -> Option<String> {
-    let from: Vec<_> = from_dir.components().collect();
-    let to_c: Vec<_> = to.components().collect();
-    let common = from
-        .iter()
-        .zip(to_c.iter())
-        .take_while(|(a, b)| a == b)
-        .count();
-    if common == 0 {
-        return None;
-    }
-    let mut parts: Vec<String> = Vec::new();
-    if from.len() == common {
-        parts.push(".".into());
-    }
-    parts.extend(std::iter::repeat_n("..".to_string(), from.len() - common));
-    parts.extend(
-        to_c[common..]
-            .iter()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-    );
-    Some(parts.join("\\"))
-}
-
 /// Writes a differencing VHD over `input` holding only the changed sectors.
 pub fn write_child(
     o: &Overlay<'_>,
@@ -117,7 +92,7 @@ pub fn write_child(
             data.to_vec(),
         )
     };
-    if let Some(rel) = relative_windows_path(&abs_out_dir, &abs_parent) {
+    if let Some(rel) = crate::disk::parent::relative_windows_path(&abs_out_dir, &abs_parent) {
         locators.push(locator(PlatformCode::W2ru, &encode_utf16le(&rel)));
     }
     locators.push(locator(

@@ -137,14 +137,20 @@ pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
         .ok_or_else(|| format!("{text:?}: too large"))
 }
 
-/// Refuses a VHD that `check` finds errors in; raw inputs pass.
-pub fn require_clean(path: &Path) -> Result<()> {
+/// Refuses another image format, and a VHD that `check` finds errors in
+/// (parents looked for where `parents` allow); raw inputs pass.
+pub fn require_clean(path: &Path, parents: &crate::disk::ParentOptions) -> Result<()> {
+    crate::disk::refuse_foreign(path)?;
     let source = Source::open(path)?;
     if detect(source.bytes()).is_none() {
         return Ok(());
     }
     drop(source);
-    check::check_path(path, &check::Options::default())?.into_result(path)?;
+    let options = check::Options {
+        parents: parents.clone(),
+        ..check::Options::default()
+    };
+    check::check_path(path, &options)?.into_result(path)?;
     Ok(())
 }
 

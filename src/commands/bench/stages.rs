@@ -265,6 +265,7 @@ fn expand_stage(work: &Work<'_>) -> StageResult {
         block_size: work.block_size,
         creator: crate::writer::DEFAULT_CREATOR.into(),
         no_sync: false,
+        parents: crate::disk::ParentOptions::default(),
     };
     match crate::grow::plan_expand(input, &opts) {
         Err(e) => StageResult::not_run(NAME, Status::Skipped, format!("not expandable: {e}")),

@@ -340,6 +340,7 @@ fn flavor_reports(leaf: &Path, facts: &ImageFacts, opts: &Options) -> Vec<Flavor
                 block_size: crate::format::header::DEFAULT_BLOCK_SIZE,
                 creator: crate::writer::DEFAULT_CREATOR.into(),
                 no_sync: false,
+                parents: opts.check.parents.clone(),
             },
         )
     };
@@ -370,6 +371,7 @@ fn file_part(image: &Path, opts: &Options, progress: &dyn Progress) -> Result<Pa
     let mut findings = Vec::new();
     let mut lines = Vec::new();
     check_link(image, image, &opts.check, false, &mut findings, &mut lines)?;
+    fail_outside_parents(&mut lines, opts.target);
     let source = Source::open(image)?;
     let facts = Facts::from_bytes(image, source.bytes());
     let segment = opts.target == Target::Rackspace && source.len() > opts.segment_size;
@@ -417,6 +419,19 @@ fn file_part(image: &Path, opts: &Options, progress: &dyn Progress) -> Result<Pa
         leaf_facts: facts,
         unpacked: None,
     })
+}
+
+/// A single-file upload carries no parent: a locator naming a place outside
+/// the image's folder (check's WARN) is a FAIL, as Glance's inspector
+/// refuses images that reference external files.
+fn fail_outside_parents(lines: &mut [Line], target: Target) {
+    for line in lines.iter_mut().filter(|l| l.code == "PARENT_OUTSIDE") {
+        line.status = Status::Fail;
+        line.message.push_str(&format!(
+            "; a {} upload is one file and must not reference files outside it",
+            target.name()
+        ));
+    }
 }
 
 /// A XenServer chain: a folder, a tarball (digested as it is unpacked), or
@@ -876,6 +891,8 @@ pub struct Args {
     #[arg(long)]
     pub no_sync: bool,
     #[command(flatten)]
+    pub parents: crate::report::ParentArgs,
+    #[command(flatten)]
     pub out: crate::report::OutputArgs,
 }
 
@@ -894,7 +911,10 @@ pub fn run(args: Args) -> Result<crate::report::Outcome> {
         container: args.container,
         package: args.package,
         no_sync: args.no_sync,
-        check: check::Options::default(),
+        check: check::Options {
+            parents: args.parents.options(),
+            ..check::Options::default()
+        },
     };
     let quiet = args.out.quiet;
     let bar = crate::report::Bar::new(chain::progress_total(&args.image), quiet);
