@@ -40,9 +40,6 @@ pub const GROWPART_FUDGE_SECTORS: u64 = 2048;
 /// Most logical partitions followed in an EBR chain (bounds the walk).
 pub const MAX_LOGICAL_PARTITIONS: usize = 256;
 
-/// Nova's prefix for every refusal to resize (`CannotResizeDisk`).
-pub const NOVA_REFUSAL_PREFIX: &str = "Server disk was unable to be resized because: ";
-
 /// Which kind of partition table the disk holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -110,25 +107,6 @@ pub struct Table {
     pub backup_header_lba: Option<u64>,
 }
 
-/// Why Nova would refuse to resize the disk; `Display` gives Nova's reason
-/// text exactly, [`NovaRefusal::server_message`] the whole message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NovaRefusal {
-    #[error("Disk must have only one partition.")]
-    NotOnePartition { count: usize },
-    #[error("Disk contains a filesystem we are unable to resize: {filesystem}")]
-    Filesystem { filesystem: String },
-    #[error("The only partition should be partition 1.")]
-    NotPartitionOne { number: u32 },
-}
-
-impl NovaRefusal {
-    /// The message Nova's `CannotResizeDisk` carries.
-    pub fn server_message(&self) -> String {
-        format!("{NOVA_REFUSAL_PREFIX}{self}")
-    }
-}
-
 /// Errors from reading, planning or applying.
 #[derive(Debug, thiserror::Error)]
 pub enum PartError {
@@ -145,9 +123,6 @@ pub enum PartError {
     /// The bytes make sense but this is not something we do.
     #[error("unsupported: {0}")]
     Unsupported(FormatError),
-    /// Nova's preconditions refuse the disk.
-    #[error("{}", .0.server_message())]
-    Refused(#[from] NovaRefusal),
     /// `apply` found the disk no longer matches the plan, or the result
     /// read back differs from what was planned.
     #[error("{when}: partition table expected {expected}, found {found}")]
@@ -540,47 +515,6 @@ fn gpt_table(header: &GptHeader, array: &[u8], disk_sectors: u64) -> Result<Tabl
     })
 }
 
-/// Nova's first precondition: exactly one partition (an extended
-/// partition and each logical one count, as in `parted print`).
-pub fn nova_check_count(table: &Table) -> Result<(), NovaRefusal> {
-    if table.partitions.len() != 1 {
-        return Err(NovaRefusal::NotOnePartition {
-            count: table.partitions.len(),
-        });
-    }
-    Ok(())
-}
-
-/// Nova's third precondition: the only partition is partition 1.
-pub fn nova_check_number(table: &Table) -> Result<(), NovaRefusal> {
-    match table.partitions.as_slice() {
-        [p] if p.number == 1 => Ok(()),
-        [p] => Err(NovaRefusal::NotPartitionOne { number: p.number }),
-        ps => Err(NovaRefusal::NotOnePartition { count: ps.len() }),
-    }
-}
-
-/// Nova's partition preconditions without the filesystem check: count,
-/// then number. Callers that check the filesystem use
-/// [`nova_preconditions_with`] so the three run in Nova's order.
-pub fn nova_preconditions(table: &Table) -> Result<(), NovaRefusal> {
-    nova_check_count(table)?;
-    nova_check_number(table)
-}
-
-/// Nova's three preconditions in Nova's order: count, `filesystem_check`
-/// (given the one partition), number.
-pub fn nova_preconditions_with(
-    table: &Table,
-    filesystem_check: impl FnOnce(&PartitionInfo) -> Result<(), NovaRefusal>,
-) -> Result<(), NovaRefusal> {
-    nova_check_count(table)?;
-    if let Some(p) = table.partitions.first() {
-        filesystem_check(p)?;
-    }
-    nova_check_number(table)
-}
-
 /// Where the grown partition ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -683,15 +617,16 @@ fn growpart_end(
 
 /// Plans growing partition 1 to fill a disk of `new_disk_bytes` (normally
 /// `dev.size_bytes()`: the disk has already grown; a GPT's backup header is
-/// still at the old end). Nova's partition preconditions apply to both
-/// rules. Reads the disk; writes nothing.
+/// still at the old end). Only a lone partition 1 is grown: a cloud's own
+/// preconditions and their wording (Nova's: [`crate::cloud::nova::preconditions`])
+/// are the caller's to check first. Reads the disk; writes nothing.
 pub fn plan_grow_partition(
     dev: &dyn Device,
     new_disk_bytes: u64,
     rule: GrowRule,
 ) -> Result<PartGrowPlan, PartError> {
     let (parsed, before) = read_parsed(dev)?;
-    nova_preconditions(&before)?;
+    let part = lone_partition_one(&before)?;
     if new_disk_bytes > dev.size_bytes() {
         return Err(unsupported(
             "disk",
@@ -709,7 +644,6 @@ pub fn plan_grow_partition(
             new_disk_bytes % SECTOR_SIZE
         ));
     }
-    let part = before.partitions[0].clone();
     match parsed {
         Parsed::None => Err(unsupported(
             "partition table",
@@ -733,6 +667,23 @@ pub fn plan_grow_partition(
             rule,
             notes,
         ),
+    }
+}
+
+/// The partition the grower grows: partition 1, the only one.
+fn lone_partition_one(table: &Table) -> Result<PartitionInfo, PartError> {
+    match table.partitions.as_slice() {
+        [p] if p.number == 1 => Ok(p.clone()),
+        ps => Err(unsupported(
+            "partition table",
+            "partitions",
+            0,
+            format!(
+                "partitions {:?}",
+                ps.iter().map(|p| p.number).collect::<Vec<_>>()
+            ),
+            "partition 1 as the only partition".into(),
+        )),
     }
 }
 
