@@ -1,3 +1,5 @@
+use super::gpt::GptHeader;
+use super::mbr::{Mbr, MbrEntry};
 use super::*;
 use crate::disk::device::{Device, MemDevice};
 
