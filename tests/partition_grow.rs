@@ -1,46 +1,24 @@
 //! Growing partition tables made by sfdisk and sgdisk, checked with
 //! `sfdisk --json`, `sgdisk -v` and (when installed) `growpart`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{have_tool, run_tool};
+use vhdkit::cloud::nova::{self, NovaRefusal};
 use vhdkit::disk::device::FileDevice;
-use vhdkit::partition::{self, GrowRule, NovaRefusal, PartError};
+use vhdkit::partition::{self, GrowRule, PartError};
 
 const MIB: u64 = 1024 * 1024;
 
 fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !ok {
-        eprintln!("skipping: {tool} is not installed");
-    }
-    ok
+    have_tool(tool, "--version")
 }
 
 fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    child.wait_with_output().unwrap()
+    run_tool(None, cmd, args, stdin)
 }
 
 fn image(dir: &Path, name: &str, bytes: u64) -> PathBuf {
@@ -82,7 +60,31 @@ fn sfdisk_json(p: &Path) -> (serde_json::Value, String) {
     )
 }
 
-fn grow(p: &Path, rule: GrowRule) -> Result<partition::PartGrowPlan, PartError> {
+/// Why a grow failed: Nova's preconditions (checked first, as `grow/`
+/// does), or the partition grower.
+#[derive(Debug)]
+enum GrowError {
+    Refused(NovaRefusal),
+    Part(PartError),
+}
+
+impl std::fmt::Display for GrowError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GrowError::Refused(r) => f.write_str(&r.server_message()),
+            GrowError::Part(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Nova's preconditions on the table, then the grower's plan.
+fn plan(dev: &FileDevice, size: u64, rule: GrowRule) -> Result<partition::PartGrowPlan, GrowError> {
+    let table = partition::read_table(dev).map_err(GrowError::Part)?;
+    nova::preconditions(&table).map_err(GrowError::Refused)?;
+    partition::plan_grow_partition(dev, size, rule).map_err(GrowError::Part)
+}
+
+fn grow(p: &Path, rule: GrowRule) -> Result<partition::PartGrowPlan, GrowError> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -90,8 +92,8 @@ fn grow(p: &Path, rule: GrowRule) -> Result<partition::PartGrowPlan, PartError> 
         .unwrap();
     let mut dev = FileDevice::new(file).unwrap();
     let size = vhdkit::disk::device::Device::size_bytes(&dev);
-    let plan = partition::plan_grow_partition(&dev, size, rule)?;
-    partition::apply(&mut dev, &plan)?;
+    let plan = plan(&dev, size, rule)?;
+    partition::apply(&mut dev, &plan).map_err(GrowError::Part)?;
     Ok(plan)
 }
 
@@ -190,7 +192,7 @@ fn mbr_refusals_use_novas_messages() {
         let e = grow(&two, rule).unwrap_err();
         assert!(matches!(
             e,
-            PartError::Refused(NovaRefusal::NotOnePartition { count: 2 })
+            GrowError::Refused(NovaRefusal::NotOnePartition { count: 2 })
         ));
         assert_eq!(
             e.to_string(),
@@ -199,7 +201,7 @@ fn mbr_refusals_use_novas_messages() {
         let e = grow(&only2, rule).unwrap_err();
         assert!(matches!(
             e,
-            PartError::Refused(NovaRefusal::NotPartitionOne { number: 2 })
+            GrowError::Refused(NovaRefusal::NotPartitionOne { number: 2 })
         ));
         assert_eq!(
             e.to_string(),
@@ -400,7 +402,7 @@ fn mbr_beyond_2_tib() {
     }
     let e = grow(&p, GrowRule::Nova).unwrap_err();
     assert!(
-        matches!(e, PartError::Unsupported(ref f) if f.field == "size_sectors"),
+        matches!(e, GrowError::Part(PartError::Unsupported(ref f)) if f.field == "size_sectors"),
         "{e}"
     );
     let plan = grow(&p, GrowRule::Growpart).unwrap();
@@ -423,10 +425,10 @@ fn bare_fat_filesystem_is_no_table() {
         let dev = FileDevice::new(std::fs::File::open(&p).unwrap()).unwrap();
         let t = partition::read_table(&dev).unwrap();
         assert_eq!(t.kind, partition::TableKind::None, "FAT{bits}");
-        let e = partition::plan_grow_partition(&dev, 40 * MIB, GrowRule::Nova).unwrap_err();
+        let e = plan(&dev, 40 * MIB, GrowRule::Nova).unwrap_err();
         assert!(matches!(
             e,
-            PartError::Refused(NovaRefusal::NotOnePartition { count: 0 })
+            GrowError::Refused(NovaRefusal::NotOnePartition { count: 0 })
         ));
     }
 }

@@ -3,17 +3,81 @@
 //! simulated resize ([`ExpandReport`], built by [`crate::grow`]), and the
 //! refusal text. Pure: no I/O.
 //!
-//! The partition preconditions Nova checks (one partition, numbered 1) are
-//! the partition grower's own preconditions too, so their checks and Nova's
-//! wording stay in [`crate::partition`] ([`crate::partition::NovaRefusal`]);
-//! the filesystem rule (ext3/ext4 only) and the verdict are here.
+//! Nova's preconditions live here with their wording ([`NovaRefusal`]):
+//! one partition ([`check_count`]), an ext3/ext4 filesystem
+//! ([`filesystem_check`]), numbered 1 ([`check_number`]), run in Nova's
+//! order by [`preconditions_with`]. The caller ([`crate::grow`]) checks them
+//! before asking [`crate::partition`] to grow partition 1.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::fs::detect::FsKind;
-use crate::partition::{NovaRefusal, PartitionInfo, TableKind};
+use crate::partition::{PartitionInfo, Table, TableKind};
+
+/// Nova's prefix for every refusal to resize (`CannotResizeDisk`).
+pub const NOVA_REFUSAL_PREFIX: &str = "Server disk was unable to be resized because: ";
+
+/// Why Nova would refuse to resize the disk; `Display` gives Nova's reason
+/// text exactly, [`NovaRefusal::server_message`] the whole message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NovaRefusal {
+    #[error("Disk must have only one partition.")]
+    NotOnePartition { count: usize },
+    #[error("Disk contains a filesystem we are unable to resize: {filesystem}")]
+    Filesystem { filesystem: String },
+    #[error("The only partition should be partition 1.")]
+    NotPartitionOne { number: u32 },
+}
+
+impl NovaRefusal {
+    /// The message Nova's `CannotResizeDisk` carries.
+    pub fn server_message(&self) -> String {
+        format!("{NOVA_REFUSAL_PREFIX}{self}")
+    }
+}
+
+/// Nova's first precondition: exactly one partition (an extended
+/// partition and each logical one count, as in `parted print`).
+pub fn check_count(table: &Table) -> Result<(), NovaRefusal> {
+    if table.partitions.len() != 1 {
+        return Err(NovaRefusal::NotOnePartition {
+            count: table.partitions.len(),
+        });
+    }
+    Ok(())
+}
+
+/// Nova's third precondition: the only partition is partition 1.
+pub fn check_number(table: &Table) -> Result<(), NovaRefusal> {
+    match table.partitions.as_slice() {
+        [p] if p.number == 1 => Ok(()),
+        [p] => Err(NovaRefusal::NotPartitionOne { number: p.number }),
+        ps => Err(NovaRefusal::NotOnePartition { count: ps.len() }),
+    }
+}
+
+/// Nova's partition preconditions without the filesystem check: count,
+/// then number. Callers that check the filesystem use
+/// [`preconditions_with`] so the three run in Nova's order.
+pub fn preconditions(table: &Table) -> Result<(), NovaRefusal> {
+    check_count(table)?;
+    check_number(table)
+}
+
+/// Nova's three preconditions in Nova's order: count, `filesystem_check`
+/// (given the one partition), number.
+pub fn preconditions_with(
+    table: &Table,
+    filesystem_check: impl FnOnce(&PartitionInfo) -> Result<(), NovaRefusal>,
+) -> Result<(), NovaRefusal> {
+    check_count(table)?;
+    if let Some(p) = table.partitions.first() {
+        filesystem_check(p)?;
+    }
+    check_number(table)
+}
 
 /// What Nova's XenAPI driver would do, and what vhdkit did.
 #[derive(Debug, Clone, Serialize)]
@@ -86,5 +150,72 @@ pub fn refusal_text(report: &ExpandReport) -> String {
             "{} (use --disk-only to grow only the disk)",
             parts.join("; ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::PartitionRole;
+
+    fn table(numbers: &[u32]) -> Table {
+        let partitions = numbers
+            .iter()
+            .map(|&number| PartitionInfo {
+                number,
+                start_lba: 2048,
+                end_lba: 4095,
+                size_sectors: 2048,
+                type_id: "83".into(),
+                bootable: false,
+                name: None,
+                unique_guid: None,
+                attributes: None,
+                role: PartitionRole::Primary,
+            })
+            .collect();
+        Table {
+            kind: TableKind::Mbr,
+            sector_size: 512,
+            disk_sectors: 8192,
+            partitions,
+            disk_id: None,
+            first_usable_lba: None,
+            last_usable_lba: None,
+            backup_header_lba: None,
+        }
+    }
+
+    #[test]
+    fn refusals_carry_novas_messages() {
+        let e = preconditions(&table(&[1, 2])).unwrap_err();
+        assert_eq!(e, NovaRefusal::NotOnePartition { count: 2 });
+        assert_eq!(
+            e.server_message(),
+            "Server disk was unable to be resized because: Disk must have only one partition."
+        );
+        let e = preconditions(&table(&[2])).unwrap_err();
+        assert_eq!(e, NovaRefusal::NotPartitionOne { number: 2 });
+        assert_eq!(
+            e.server_message(),
+            "Server disk was unable to be resized because: The only partition should be partition 1."
+        );
+        assert!(preconditions(&table(&[1])).is_ok());
+        let fs = |_: &PartitionInfo| {
+            Err(NovaRefusal::Filesystem {
+                filesystem: "vfat".into(),
+            })
+        };
+        assert_eq!(
+            preconditions_with(&table(&[2]), fs)
+                .unwrap_err()
+                .to_string(),
+            "Disk contains a filesystem we are unable to resize: vfat"
+        );
+        assert_eq!(
+            filesystem_check(FsKind::Ext2).unwrap_err().to_string(),
+            "Disk contains a filesystem we are unable to resize: ext2"
+        );
+        assert!(filesystem_check(FsKind::Ext4).is_ok());
     }
 }

@@ -137,7 +137,7 @@ fn nova_region(
         return Some((0, detect(o)));
     }
     let mut region = None;
-    let refusal = partition::nova_preconditions_with(table, |p| {
+    let refusal = nova::preconditions_with(table, |p| {
         let kind = partition_fs(o, p);
         region = Some((p.start_lba * 512, kind));
         nova::filesystem_check(kind)
@@ -145,7 +145,7 @@ fn nova_region(
     if let Err(r) = &refusal {
         verdict.nova_refusal = Some(r.server_message());
     }
-    region.filter(|_| partition::nova_preconditions(table).is_ok())
+    region.filter(|_| nova::preconditions(table).is_ok())
 }
 
 /// Plans on `o` (the overlay takes every change).

@@ -8,7 +8,7 @@
 //! grow by less than its 1 MiB fudge. Upstream since mid-2026 also rounds the
 //! length down to whole MiB (that rule is [`super::GrowRule::Growpart`]).
 
-use super::{GROWPART_FUDGE_SECTORS, GROWPART_GPT_SECOND_SIZE};
+use super::{GrowRule, GROWPART_FUDGE_SECTORS, GROWPART_GPT_SECOND_SIZE, MIB_SECTORS};
 
 /// growpart 0.33's end for a partition `start..=old_end` whose space ends
 /// at `max_end` (already capped by the table: the next partition, the last
@@ -33,6 +33,33 @@ pub(super) fn legacy_end(
     }
     let len = max_end.checked_add(1)?.checked_sub(start)?.min(max_len);
     start.checked_add(len)?.checked_sub(1)
+}
+
+/// The growpart rule for a partition `start..=old_end` whose space ends at
+/// `max_end` (already capped by the table's own limits).
+pub(super) fn growpart_end(
+    rule: GrowRule,
+    start: u64,
+    old_end: u64,
+    mut max_end: u64,
+    disk_sectors: u64,
+    max_len: u64,
+) -> Option<u64> {
+    if rule == GrowRule::GrowpartLegacy {
+        return legacy_end(start, old_end, max_end, disk_sectors, max_len);
+    }
+    let pad_limit = disk_sectors.checked_sub(GROWPART_GPT_SECOND_SIZE)?;
+    if max_end > pad_limit {
+        max_end = pad_limit.checked_sub(1)?;
+    }
+    let room = max_end.checked_add(1)?.checked_sub(start)?;
+    let len = (room / MIB_SECTORS * MIB_SECTORS).min(max_len / MIB_SECTORS * MIB_SECTORS);
+    let new_end = start.checked_add(len)?.checked_sub(1)?;
+    // growpart: NOCHANGE when pt_end + FUDGE > max_end.
+    if old_end.saturating_add(GROWPART_FUDGE_SECTORS) > new_end {
+        return None;
+    }
+    Some(new_end)
 }
 
 #[cfg(test)]

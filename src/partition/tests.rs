@@ -1,3 +1,5 @@
+use super::gpt::GptHeader;
+use super::mbr::{Mbr, MbrEntry};
 use super::*;
 use crate::disk::device::{Device, MemDevice};
 
@@ -112,32 +114,18 @@ fn growpart_rule_leaves_small_growth_alone() {
 }
 
 #[test]
-fn nova_refusals_carry_novas_messages() {
+fn only_a_lone_partition_one_is_grown() {
     let d = mbr_disk(4 * MIB, &[(0, 0x83, 2048, 1024), (0, 0x83, 4096, 1024)]);
     let e = plan_grow_partition(&d, 4 * 1024 * 1024, GrowRule::Nova).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "Server disk was unable to be resized because: Disk must have only one partition."
+    assert!(
+        matches!(e, PartError::Unsupported(ref f) if f.field == "partitions" && f.found == "partitions [1, 2]"),
+        "{e}"
     );
     let d = mbr_disk(4 * MIB, &[(0, 0, 0, 0), (0, 0x83, 4096, 1024)]);
     let e = plan_grow_partition(&d, 4 * 1024 * 1024, GrowRule::Growpart).unwrap_err();
-    assert!(matches!(
-        e,
-        PartError::Refused(NovaRefusal::NotPartitionOne { number: 2 })
-    ));
-    assert_eq!(
-        e.to_string(),
-        "Server disk was unable to be resized because: The only partition should be partition 1."
-    );
-    let t = read_table(&d).unwrap();
-    let fs = |_: &PartitionInfo| {
-        Err(NovaRefusal::Filesystem {
-            filesystem: "vfat".into(),
-        })
-    };
-    assert_eq!(
-        nova_preconditions_with(&t, fs).unwrap_err().to_string(),
-        "Disk contains a filesystem we are unable to resize: vfat"
+    assert!(
+        matches!(e, PartError::Unsupported(ref f) if f.found == "partitions [2]"),
+        "{e}"
     );
 }
 
@@ -155,9 +143,7 @@ fn extended_and_logical_partitions_count() {
     );
     assert!(matches!(
         plan_grow_partition(&d, 8 * 1024 * 1024, GrowRule::Nova),
-        Err(PartError::Refused(NovaRefusal::NotOnePartition {
-            count: 2
-        }))
+        Err(PartError::Unsupported(ref f)) if f.found == "partitions [1, 5]"
     ));
     // An EBR chain that loops is corrupt, not an endless walk.
     let looping = mbr_disk(512, &[(0, 0x83, 2048, 2048), (0, 0x05, 0, 1)]);
@@ -195,9 +181,7 @@ fn fat_boot_sector_is_no_table() {
     assert_eq!(t.kind, TableKind::None);
     assert!(matches!(
         plan_grow_partition(&zero, 1024 * 1024, GrowRule::Nova),
-        Err(PartError::Refused(NovaRefusal::NotOnePartition {
-            count: 0
-        }))
+        Err(PartError::Unsupported(ref f)) if f.found == "partitions []"
     ));
 }
 

@@ -1,0 +1,360 @@
+//! Planning: the exact bytes that grow partition 1, as plain data.
+
+use super::gpt::{self, GptHeader};
+use super::growpart::growpart_end;
+use super::mbr::{self, Mbr};
+use super::read::{gpt_table, read_parsed, Parsed};
+use super::{
+    corrupt, entry_field_offset, lba_bytes, unsupported, GrowRule, PartError, PartGrowPlan,
+    PartitionInfo, PartitionRole, Table, GROWPART_MBR_MAX_END, SECTOR_SIZE,
+};
+use crate::disk::device::Device;
+
+/// Plans growing partition 1 to fill a disk of `new_disk_bytes` (normally
+/// `dev.size_bytes()`: the disk has already grown; a GPT's backup header is
+/// still at the old end). Only a lone partition 1 is grown: a cloud's own
+/// preconditions and their wording (Nova's: [`crate::cloud::nova::preconditions`])
+/// are the caller's to check first. Reads the disk; writes nothing.
+pub fn plan_grow_partition(
+    dev: &dyn Device,
+    new_disk_bytes: u64,
+    rule: GrowRule,
+) -> Result<PartGrowPlan, PartError> {
+    let (parsed, before) = read_parsed(dev)?;
+    let part = lone_partition_one(&before)?;
+    if new_disk_bytes > dev.size_bytes() {
+        return Err(unsupported(
+            "disk",
+            "size",
+            0,
+            format!("a plan for {new_disk_bytes} bytes"),
+            format!("at most the device's {} bytes", dev.size_bytes()),
+        ));
+    }
+    let new_sectors = new_disk_bytes / SECTOR_SIZE;
+    let mut notes = Vec::new();
+    if new_disk_bytes % SECTOR_SIZE != 0 {
+        notes.push(format!(
+            "disk size {new_disk_bytes} is not a whole number of sectors; the last {} bytes are unused",
+            new_disk_bytes % SECTOR_SIZE
+        ));
+    }
+    let grow = Grow {
+        before,
+        part,
+        new_sectors,
+        rule,
+        notes,
+    };
+    match parsed {
+        Parsed::None => Err(unsupported(
+            "partition table",
+            "kind",
+            0,
+            "none".into(),
+            "MBR or GPT".into(),
+        )),
+        Parsed::Mbr { mbr } => plan_mbr(&mbr, grow),
+        Parsed::Gpt {
+            pmbr,
+            header,
+            array,
+        } => plan_gpt(&pmbr, &header, array, grow),
+    }
+}
+
+/// What both planners start from.
+struct Grow {
+    before: Table,
+    part: PartitionInfo,
+    new_sectors: u64,
+    rule: GrowRule,
+    notes: Vec<String>,
+}
+
+/// The partition the grower grows: partition 1, the only one.
+fn lone_partition_one(table: &Table) -> Result<PartitionInfo, PartError> {
+    match table.partitions.as_slice() {
+        [p] if p.number == 1 => Ok(p.clone()),
+        ps => Err(unsupported(
+            "partition table",
+            "partitions",
+            0,
+            format!(
+                "partitions {:?}",
+                ps.iter().map(|p| p.number).collect::<Vec<_>>()
+            ),
+            "partition 1 as the only partition".into(),
+        )),
+    }
+}
+
+fn plan_mbr(m: &Mbr, grow: Grow) -> Result<PartGrowPlan, PartError> {
+    let Grow {
+        before,
+        part,
+        new_sectors,
+        rule,
+        mut notes,
+    } = grow;
+    if part.role != PartitionRole::Primary {
+        return Err(unsupported(
+            "MBR",
+            "partition_type",
+            entry_field_offset(0, 0, mbr::ENTRY_TYPE),
+            format!("partition 1 of type 0x{} (extended)", part.type_id),
+            "a primary partition".into(),
+        ));
+    }
+    if new_sectors <= part.end_lba {
+        return Err(unsupported(
+            "disk",
+            "size",
+            0,
+            format!("{new_sectors} sectors"),
+            format!("more than partition 1's last sector {}", part.end_lba),
+        ));
+    }
+    let start = part.start_lba;
+    // The MBR's size field is 32 bits.
+    let max_len = u64::from(u32::MAX);
+    let new_end = match rule {
+        GrowRule::Nova => {
+            let end = new_sectors - 1;
+            let len = end - start + 1;
+            if len > max_len {
+                return Err(unsupported(
+                    "MBR",
+                    "size_sectors",
+                    entry_field_offset(0, 0, mbr::ENTRY_SIZE_SECTORS),
+                    format!("{len} sectors (start {start}, end {end})"),
+                    format!(
+                        "at most {max_len}: an MBR cannot describe it (Nova's parted would fail)"
+                    ),
+                ));
+            }
+            end
+        }
+        GrowRule::Growpart | GrowRule::GrowpartLegacy => {
+            let max_end = (new_sectors - 1).min(GROWPART_MBR_MAX_END);
+            if new_sectors > GROWPART_MBR_MAX_END {
+                notes.push("MBR disk larger than 2 TiB: the space beyond is left unused".into());
+            }
+            match growpart_end(rule, start, part.end_lba, max_end, new_sectors, max_len) {
+                Some(e) => e,
+                None => {
+                    notes.push(format!(
+                        "growpart rule: partition 1 (end {}) cannot grow by at least 1 MiB; unchanged",
+                        part.end_lba
+                    ));
+                    part.end_lba
+                }
+            }
+        }
+    };
+    let partition_changed = new_end != part.end_lba;
+    let mut after_mbr = m.clone();
+    let mut writes = Vec::new();
+    if partition_changed {
+        let entry = &mut after_mbr.entries[0];
+        let len = u32::try_from(new_end - start + 1).map_err(|_| {
+            unsupported(
+                "MBR",
+                "size_sectors",
+                entry_field_offset(0, 0, mbr::ENTRY_SIZE_SECTORS),
+                (new_end - start + 1).to_string(),
+                format!("at most {}", u32::MAX),
+            )
+        })?;
+        entry.size_sectors = len;
+        entry.start_chs = mbr::lba_to_chs(start);
+        entry.end_chs = mbr::lba_to_chs(new_end);
+        writes.push((0, after_mbr.to_bytes().to_vec()));
+    }
+    let mut after = before.clone();
+    after.disk_sectors = new_sectors;
+    after.partitions[0].end_lba = new_end;
+    after.partitions[0].size_sectors = new_end - start + 1;
+    Ok(PartGrowPlan {
+        rule,
+        before,
+        after,
+        writes,
+        partition_changed,
+        notes,
+    })
+}
+
+fn plan_gpt(
+    pmbr: &Mbr,
+    header: &GptHeader,
+    mut array: Vec<u8>,
+    grow: Grow,
+) -> Result<PartGrowPlan, PartError> {
+    let Grow {
+        before,
+        part,
+        new_sectors,
+        rule,
+        mut notes,
+    } = grow;
+    let array_sectors = header.entry_array_sectors();
+    let too_small = || {
+        unsupported(
+            "disk",
+            "size",
+            0,
+            format!("{new_sectors} sectors"),
+            format!(
+                "room after the backup header's old LBA {} and after partition 1 (end {}) for a {array_sectors}-sector entry array and header",
+                header.alternate_lba, part.end_lba
+            ),
+        )
+    };
+    let new_alternate = new_sectors.checked_sub(1).ok_or_else(too_small)?;
+    let backup_array_lba = new_alternate
+        .checked_sub(array_sectors)
+        .ok_or_else(too_small)?;
+    let new_last_usable = backup_array_lba.checked_sub(1).ok_or_else(too_small)?;
+    if new_alternate < header.alternate_lba
+        || new_last_usable < part.end_lba
+        || new_last_usable < header.first_usable_lba
+    {
+        return Err(too_small());
+    }
+    // The backup array may not overlap the primary structures.
+    let primary_array_end = header.partition_entry_lba.saturating_add(array_sectors);
+    if backup_array_lba < primary_array_end {
+        return Err(too_small());
+    }
+    let new_end = gpt_new_end(
+        header,
+        &part,
+        new_sectors,
+        new_last_usable,
+        rule,
+        &mut notes,
+    )?;
+    let partition_changed = new_end != part.end_lba;
+    let entry_size = usize::try_from(header.size_of_partition_entry).unwrap_or(usize::MAX);
+    // Partition 1 is entry index 0 (numbering is index + 1).
+    if !gpt::set_ending_lba(&mut array, entry_size, 0, new_end) {
+        return Err(corrupt(
+            "GPT entry array",
+            "length",
+            0,
+            array.len().to_string(),
+            "at least one entry".into(),
+        ));
+    }
+    let array_crc = crc32fast::hash(&array);
+
+    let mut primary = header.clone();
+    primary.alternate_lba = new_alternate;
+    primary.last_usable_lba = new_last_usable;
+    primary.partition_entry_array_crc32 = array_crc;
+    let mut backup = primary.clone();
+    backup.my_lba = new_alternate;
+    backup.alternate_lba = gpt::PRIMARY_HEADER_LBA;
+    backup.partition_entry_lba = backup_array_lba;
+
+    // The protective entry covers the disk from LBA 1 (capped at 32 bits);
+    // move its end only if it reached the old end (a hybrid MBR is left alone).
+    let mut new_pmbr = pmbr.clone();
+    for e in new_pmbr.entries.iter_mut() {
+        let reached_end =
+            e.start_lba == 1 && (e.end_lba() >= header.alternate_lba || e.size_sectors == u32::MAX);
+        if e.partition_type == mbr::TYPE_GPT_PROTECTIVE && reached_end {
+            e.size_sectors = u32::try_from(new_alternate).unwrap_or(u32::MAX);
+            e.end_chs = mbr::lba_to_chs(new_alternate);
+        }
+    }
+    if new_pmbr != *pmbr && pmbr.entries.iter().filter(|e| !e.is_empty()).count() > 1 {
+        notes.push("hybrid MBR: only the protective entry was resized".into());
+    }
+
+    let mut writes: Vec<(u64, Vec<u8>)> = Vec::new();
+    let old_alt = header.alternate_lba;
+    if old_alt != new_alternate && old_alt < backup_array_lba && old_alt > header.last_usable_lba {
+        // Erase the stale backup header so no tool finds two GPTs.
+        writes.push((lba_bytes(old_alt, "alternate_lba")?, vec![0u8; 512]));
+    }
+    // Backup first, primary last: an interrupted write leaves the primary intact.
+    writes.push((
+        lba_bytes(backup_array_lba, "partition_entry_lba")?,
+        array.clone(),
+    ));
+    writes.push((
+        lba_bytes(new_alternate, "alternate_lba")?,
+        backup.to_bytes().to_vec(),
+    ));
+    writes.push((
+        lba_bytes(header.partition_entry_lba, "partition_entry_lba")?,
+        array.clone(),
+    ));
+    writes.push((
+        gpt::PRIMARY_HEADER_LBA * SECTOR_SIZE,
+        primary.to_bytes().to_vec(),
+    ));
+    if new_pmbr != *pmbr {
+        writes.push((0, new_pmbr.to_bytes().to_vec()));
+    }
+    let after = gpt_table(&primary, &array, new_sectors)?;
+    Ok(PartGrowPlan {
+        rule,
+        before,
+        after,
+        writes,
+        partition_changed,
+        notes,
+    })
+}
+
+/// Where partition 1 ends under `rule` on a GPT whose last usable LBA
+/// becomes `new_last_usable`.
+fn gpt_new_end(
+    header: &GptHeader,
+    part: &PartitionInfo,
+    new_sectors: u64,
+    new_last_usable: u64,
+    rule: GrowRule,
+    notes: &mut Vec<String>,
+) -> Result<u64, PartError> {
+    let new_end = match rule {
+        GrowRule::Nova => new_last_usable,
+        GrowRule::Growpart | GrowRule::GrowpartLegacy => {
+            match growpart_end(
+                rule,
+                part.start_lba,
+                part.end_lba,
+                new_last_usable,
+                new_sectors,
+                u64::MAX,
+            ) {
+                Some(e) => e,
+                None => {
+                    notes.push(format!(
+                        "growpart rule: partition 1 (end {}) cannot grow by at least 1 MiB; unchanged",
+                        part.end_lba
+                    ));
+                    part.end_lba
+                }
+            }
+        }
+    };
+    if new_end < part.end_lba {
+        return Err(unsupported(
+            "GPT entry",
+            "ending_lba",
+            header
+                .partition_entry_lba
+                .saturating_mul(SECTOR_SIZE)
+                .saturating_add(u64::try_from(gpt::ENDING_LBA_FIELD_OFFSET).unwrap_or(0)),
+            part.end_lba.to_string(),
+            format!(
+                "at most the new last usable LBA {new_last_usable} (shrinking is not supported)"
+            ),
+        ));
+    }
+    Ok(new_end)
+}
