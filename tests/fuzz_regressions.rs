@@ -26,6 +26,7 @@ fn every_regression_input_passes_its_target() {
             replayed += 1;
         }
     }
+    fuzz_bodies::remove_scratch();
     assert!(
         replayed > 0,
         "no regression inputs under {}",

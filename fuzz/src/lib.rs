@@ -168,6 +168,12 @@ fn scratch_dir() -> &'static Path {
     })
 }
 
+/// Removes this process's scratch folder (the regression test calls it;
+/// a libFuzzer run leaves `vhdkit-fuzz-<pid>` in /dev/shm behind).
+pub fn remove_scratch() {
+    let _ = std::fs::remove_dir_all(scratch_dir());
+}
+
 /// Virtual sizes up to this are converted and compared.
 const ROUND_TRIP_MAX: u64 = 8 << 20;
 
