@@ -239,7 +239,7 @@ fn partition_table(data: &[u8]) -> usize {
         bytes: data.to_vec(),
     };
     if let Ok(table) = partition::read_table(&dev) {
-        let _ = partition::nova_preconditions(&table);
+        let _ = vhdkit::cloud::nova::preconditions(&table);
         for p in &table.partitions {
             let _ = p.start_lba.checked_add(p.size_sectors);
         }
@@ -332,7 +332,7 @@ fn expand_plan(data: &[u8]) -> usize {
     let (offset, len) = if table.kind == TableKind::None {
         (0, new_len as u64)
     } else {
-        if partition::nova_preconditions(&table).is_err() {
+        if vhdkit::cloud::nova::preconditions(&table).is_err() {
             return new_len;
         }
         let Ok(plan) = partition::plan_grow_partition(&dev, new_len as u64, rule) else {
