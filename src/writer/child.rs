@@ -122,7 +122,21 @@ pub fn write_child(
     drop(source);
     let creator = crate::format::footer::Creator::by_name(&opts.creator)
         .ok_or_else(|| Error::Usage(format!("--creator {:?}: unknown", opts.creator)))?;
-    validate_block_size(opts.block_size)?;
+    // A child over a dynamic or differencing parent takes the parent's
+    // block size, so the chain's blocks line up (libvhdi misreads children
+    // with 512 KiB blocks: see README).
+    let block_size = match o.base().kind() {
+        Kind::Dynamic | Kind::Differencing => {
+            u32::try_from(o.base().block_size_bytes()).map_err(|_| {
+                Error::Usage(format!(
+                    "{}: parent block size out of range",
+                    input.display()
+                ))
+            })?
+        }
+        _ => opts.block_size,
+    };
+    validate_block_size(block_size)?;
     let size = VirtualDisk::size_bytes(o);
     let footer = Footer::new(
         DiskType::Differencing,
@@ -139,7 +153,7 @@ pub fn write_child(
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let abs_out_dir =
         std::fs::canonicalize(&out_dir).map_err(|e| Error::io(&out_dir, "resolve path", e))?;
-    let mut header = DynamicHeader::new(0, 0, opts.block_size);
+    let mut header = DynamicHeader::new(0, 0, block_size);
     header.parent_unique_id = parent_footer.unique_id;
     header.parent_time_stamp = parent_footer.time_stamp;
     header.set_parent_name(&abs_parent.to_string_lossy());
@@ -166,7 +180,7 @@ pub fn write_child(
     // The parent's end as the strictest reader sees it: its footer's
     // current size, or what vhdkit reads (CHS for some creators) if less.
     let parent_size = parent_footer.current_size.min(o.base().size_bytes());
-    let blocks = child_blocks(o, opts.block_size, parent_size);
+    let blocks = child_blocks(o, block_size, parent_size);
     let plan = plan::plan_dynamic(&footer, &header, &locators, &blocks)?;
     let out = Output::create(output, &[input])?.no_sync(opts.no_sync);
     let view = ChangesOnly(o);
