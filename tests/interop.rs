@@ -351,7 +351,8 @@ fn as_child_reads_alike_at_every_offset() {
         // says. Only 2 MiB: libvhdi 20210425 misreads differencing children
         // with 512 KiB blocks (a changed sector's second half comes back
         // wrong), whatever their parent's block size.
-        for (bs, bytes) in [("2M", 2u64 << 20)] {
+        let (bs, bytes) = ("2M", 2u64 << 20);
+        {
             let parent = dir.path().join(format!("{disk}.{bs}.vhd"));
             let full = dir.path().join(format!("{disk}.{bs}.full.vhd"));
             let child = dir.path().join(format!("{disk}.{bs}.child.vhd"));
