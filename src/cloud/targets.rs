@@ -433,6 +433,29 @@ pub fn link_number(name: &str) -> Option<usize> {
     n.parse().ok()
 }
 
+/// A child whose size differs from its parent's: what each reader does.
+fn size_mismatch(name: &str, link: &ChainLink, next: &ChainLink) -> Line {
+    let (child, parent) = (
+        link.current_size.unwrap_or(0),
+        next.current_size.unwrap_or(0),
+    );
+    let readers = if child > parent {
+        "libvhdi reads the part past the parent's end only where the child stores every sector \
+         (`vhdkit expand --as-child` does; other writers may leave it to the parent, which \
+         libvhdi then fails to read); Hyper-V refuses the chain (child/parent size mismatch)"
+    } else {
+        "the child is smaller than its parent; Hyper-V refuses the chain (child/parent size mismatch)"
+    };
+    Line::new(
+        "XEN_CHAIN_SIZE",
+        Status::Warn,
+        format!(
+            "{name} is {child} bytes, its parent {}.vhd {parent} bytes: {readers}",
+            next.index
+        ),
+    )
+}
+
 /// The chain rules: numbering, length, link kinds, parent ids, sizes,
 /// leaf not hidden, creator.
 pub fn xenserver_rules(numbers: &[usize], others: &[String], links: &[ChainLink]) -> Vec<Line> {
@@ -525,16 +548,7 @@ pub fn xenserver_rules(numbers: &[usize], others: &[String], links: &[ChainLink]
                 ));
             }
             if next.current_size != link.current_size {
-                lines.push(Line::new(
-                    "XEN_CHAIN_SIZE",
-                    Status::Warn,
-                    format!(
-                        "{name} is {} bytes, its parent {}.vhd {} bytes",
-                        link.current_size.unwrap_or(0),
-                        next.index,
-                        next.current_size.unwrap_or(0)
-                    ),
-                ));
+                lines.push(size_mismatch(&name, link, next));
             }
         }
     }

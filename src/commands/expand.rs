@@ -51,7 +51,7 @@ pub struct Args {
     /// Write a differencing VHD over INPUT holding only the changed sectors.
     #[arg(long)]
     pub as_child: bool,
-    /// Block size of a dynamic or differencing output.
+    /// Block size of a dynamic output (an --as-child delta over a VHD takes its parent's).
     #[arg(long, default_value = "2M", value_parser = parse_size_arg)]
     pub block_size: u64,
     /// Creator application of the output.

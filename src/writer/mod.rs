@@ -80,6 +80,13 @@ pub struct Report {
     pub block_size: u64,
     pub data_blocks: u64,
     pub zero_blocks: u64,
+    /// A differencing output only: its parent's virtual size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_size: Option<u64>,
+    /// A differencing output only: the bytes of its data blocks that lie
+    /// past the parent's end (every sector there is in the child).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beyond_parent_bytes: Option<u64>,
     #[serde(flatten)]
     pub digests: Digests,
 }
@@ -104,6 +111,8 @@ impl Report {
             block_size: plan.block_size,
             data_blocks: plan.data_blocks,
             zero_blocks: plan.zero_blocks,
+            parent_size: None,
+            beyond_parent_bytes: None,
             digests,
         }
     }
