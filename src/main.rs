@@ -93,6 +93,8 @@ fn run(command: Command) -> (bool, vhdkit::Result<Outcome>) {
         Command::Bench(a) => bench::run(a),
         Command::Preflight(a) => preflight::run(a),
     };
+    // An input that changed while it was read voids whatever was computed.
+    let result = result.and_then(|o| vhdkit::disk::source::take_changed().map(|()| o));
     (json, result)
 }
 
