@@ -80,7 +80,7 @@ pub fn open_stream(path: &Path) -> Result<(File, Option<u64>)> {
             .map_err(|e| Error::io(path, "duplicate standard input", e))?;
         let file = File::from(fd);
         let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
-        let len = meta.is_file().then(|| meta.len());
+        let len = meta.is_file().then_some(meta.len());
         return Ok((file, len));
     }
     let (file, meta) = open_nonblocking(path)?;
@@ -91,7 +91,7 @@ pub fn open_stream(path: &Path) -> Result<(File, Option<u64>)> {
     let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| Error::io(path, "fcntl", e.into()))?;
     rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::NONBLOCK)
         .map_err(|e| Error::io(path, "fcntl", e.into()))?;
-    let len = meta.is_file().then(|| meta.len());
+    let len = meta.is_file().then_some(meta.len());
     Ok((file, len))
 }
 
