@@ -49,8 +49,9 @@ fn open_nonblocking(path: &Path) -> Result<(File, std::fs::Metadata)> {
     Ok((file, meta))
 }
 
-/// What a non-regular file is, for messages.
-fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+/// What a non-regular file is, for messages ("a pipe (FIFO)", "a
+/// character device", ...).
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     let t = meta.file_type();
     if t.is_dir() {

@@ -165,30 +165,14 @@ fn resolve_links(target: &Path) -> Result<PathBuf> {
 /// Refuses an existing OUT that is not a regular file: renaming over a
 /// device node or a FIFO would replace it with a file.
 fn refuse_special(target: &Path) -> Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(meta) = std::fs::symlink_metadata(target) else {
-        return Ok(());
-    };
-    let t = meta.file_type();
-    let what = if t.is_file() {
-        return Ok(());
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    };
-    Err(Error::Usage(format!(
-        "{}: is {what}; vhdkit writes its outputs as regular files only and leaves it untouched",
-        target.display()
-    )))
+    match std::fs::symlink_metadata(target) {
+        Ok(meta) if !meta.is_file() => Err(Error::Usage(format!(
+            "{}: is {}; vhdkit writes its outputs as regular files only and leaves it untouched",
+            target.display(),
+            crate::disk::source::file_kind(&meta)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Removes temporary outputs in `dir` whose writer is gone (killed with
