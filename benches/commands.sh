@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 V=${VHDKIT:-$PWD/target/release/vhdkit}
 REPS=${REPS:-3}
 [ -x "$V" ] || cargo build --release --quiet
-work=$(mktemp -d -p "${BENCH_DIR:-.}" .vhdkit-commands.XXXX)
+work=$(realpath "$(mktemp -d -p "${BENCH_DIR:-.}" .vhdkit-commands.XXXX)")
 trap 'rm -rf "$work"' EXIT
 cd "$work"
 

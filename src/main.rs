@@ -81,6 +81,8 @@ fn run(command: Command) -> (bool, vhdkit::Result<Outcome>) {
         Command::Catalog(a) => catalog::run(a),
         Command::Sparsify(a) => sparsify::run(a),
     };
+    // An input that changed while it was read voids whatever was computed.
+    let result = result.and_then(|o| vhdkit::disk::source::take_changed().map(|()| o));
     (json, result)
 }
 

@@ -32,6 +32,7 @@ pub struct Finding {
     pub code: &'static str,
     pub severity: Severity,
     /// The file the finding is about (a link of a chain).
+    #[serde(serialize_with = "crate::format::path_json::path")]
     pub file: PathBuf,
     /// Absolute byte offset of the structure or field at fault.
     pub offset: u64,

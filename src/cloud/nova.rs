@@ -111,7 +111,9 @@ pub struct FsGrowth {
 /// The result of planning (and, unless a dry run, writing) an expansion.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExpandReport {
+    #[serde(serialize_with = "crate::format::path_json::path")]
     pub input: PathBuf,
+    #[serde(serialize_with = "crate::format::path_json::option")]
     pub output: Option<PathBuf>,
     pub old_size: u64,
     pub new_size: u64,

@@ -410,6 +410,7 @@ pub const XEN_MAX_LINKS: usize = MAX_CHAIN_DEPTH;
 #[derive(Debug, Clone, Serialize)]
 pub struct ChainLink {
     pub index: usize,
+    #[serde(serialize_with = "crate::format::path_json::path")]
     pub path: PathBuf,
     pub kind: Kind,
     pub current_size: Option<u64>,

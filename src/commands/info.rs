@@ -71,6 +71,7 @@ pub struct ParentInfo {
 /// Everything `info` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Info {
+    #[serde(serialize_with = "crate::format::path_json::path")]
     pub path: PathBuf,
     pub disk_type: Kind,
     pub file_size: u64,

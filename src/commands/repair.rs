@@ -82,6 +82,72 @@ fn decide(layout: &Layout) -> Option<Fix> {
     }
 }
 
+/// Why the surviving footer copy cannot be trusted, if it cannot: the
+/// damaged copy (when it still parses) must equal it but for the checksum,
+/// or carry the survivor's checksum (damaged after it was sealed); and its
+/// size must agree with the rest of the file: for a fixed
+/// disk the data before the footer, for a dynamic or differencing disk the
+/// BAT (as many entries as the size needs, no block beyond it).
+fn distrust(layout: &Layout, fix: &Fix) -> Option<String> {
+    let (survivor, damaged) = match fix {
+        Fix::TailFromHead { footer, .. } | Fix::AppendTail { footer, .. } => {
+            (footer, layout.tail_footer.as_ref().ok())
+        }
+        Fix::HeadFromTail { footer } => (footer, layout.head_footer.as_ref()?.as_ref().ok()),
+    };
+    if let Some(other) = damaged {
+        let (mut a, mut b) = (survivor.to_bytes(), other.to_bytes());
+        for x in [&mut a, &mut b] {
+            if let Some(sum) = x.get_mut(64..68) {
+                sum.fill(0);
+            }
+        }
+        // A copy damaged after it was sealed still carries the survivor's
+        // checksum; one that differs and was sealed otherwise is another
+        // footer, and which one is right would be a guess.
+        if a != b && other.checksum != survivor.checksum {
+            return Some(format!(
+                "the two footer copies differ beyond the checksum (current size {} and {}, unique id {} and {}): which one is right would be a guess",
+                survivor.current_size,
+                other.current_size,
+                uuid::Uuid::from_bytes(survivor.unique_id),
+                uuid::Uuid::from_bytes(other.unique_id)
+            ));
+        }
+    }
+    let size = survivor.current_size;
+    match &layout.dynamic {
+        None => {
+            let data = layout.file_size.saturating_sub(FOOTER_SIZE as u64);
+            (data != size).then(|| {
+                format!("the surviving footer says {size} bytes, but the fixed disk holds {data} bytes of data")
+            })
+        }
+        Some(Err(e)) => Some(format!("the dynamic header is damaged: {e}")),
+        Some(Ok(parts)) => {
+            let bs = u64::from(parts.header.block_size);
+            let entries = u64::from(parts.header.max_table_entries);
+            let needed = if bs == 0 {
+                None
+            } else {
+                Some(size.div_ceil(bs))
+            };
+            let last_used = parts.bat.as_ref().ok().and_then(|bat| {
+                bat.entries
+                    .iter()
+                    .rposition(|&e| e != crate::format::BAT_UNUSED)
+            });
+            let beyond = last_used.is_some_and(|i| needed.is_some_and(|n| i as u64 >= n));
+            (needed != Some(entries) || beyond).then(|| {
+                format!(
+                    "the surviving footer's size {size} does not match the BAT ({entries} entries of {bs} bytes{})",
+                    if beyond { ", with data blocks beyond that size" } else { "" }
+                )
+            })
+        }
+    }
+}
+
 /// Writes a repaired copy of `input` to `output`, synced.
 pub fn repair(input: &Path, output: &Path) -> Result<Repair> {
     repair_with(input, output, false)
@@ -113,11 +179,13 @@ pub fn repair_with(input: &Path, output: &Path, no_sync: bool) -> Result<Repair>
     } else {
         None
     };
-    let Some(fix) = fix else {
-        let list: Vec<String> = errors
+    let why = fix.as_ref().and_then(|f| distrust(&layout, f));
+    let (Some(fix), None) = (fix, &why) else {
+        let mut list: Vec<String> = errors
             .iter()
             .map(|f| format!("{} at {:#x}: {}", f.code, f.offset, f.message))
             .collect();
+        list.extend(why);
         return Err(Error::Check {
             path: input.to_path_buf(),
             count: errors.len(),

@@ -15,6 +15,7 @@ pub mod foreign;
 pub mod geometry;
 pub mod header;
 pub mod image;
+pub mod path_json;
 pub mod time;
 
 pub use bat::{Bat, BAT_UNUSED};

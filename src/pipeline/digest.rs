@@ -355,7 +355,68 @@ pub fn digest_source(
     if interrupted() {
         return Err(Error::Interrupted);
     }
+    source.check_unchanged()?;
     Ok(out)
+}
+
+/// Digests of a stream read in order (a pipe, standard input, a character
+/// device) to its end. The reads happen on a thread of their own, so a
+/// SIGINT or SIGTERM ends the digest at once even while a read waits for
+/// data that never comes.
+pub fn digest_stream(
+    file: std::fs::File,
+    path: &Path,
+    algos: &[Algo],
+    progress: &dyn crate::pipeline::Progress,
+) -> Result<Digests> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(QUEUE_DEPTH);
+    std::thread::spawn(move || {
+        let mut file = file;
+        loop {
+            let mut buf = vec![0u8; FILE_CHUNK];
+            let got = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(buf)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let failed = got.is_err();
+            if tx.send(got).is_err() || failed {
+                break;
+            }
+        }
+    });
+    let (digests, failure) = std::thread::scope(|scope| {
+        let mut sink = DigestSink::start(scope, algos);
+        let mut failure = None;
+        loop {
+            if interrupted() {
+                failure = Some(Error::Interrupted);
+                break;
+            }
+            match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+                Ok(Ok(chunk)) => {
+                    progress.advance(chunk.len() as u64);
+                    sink.feed(Chunk::Shared(Arc::from(chunk)));
+                }
+                Ok(Err(e)) => {
+                    failure = Some(Error::io(path, "read", e));
+                    break;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        (sink.finish(), failure)
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(digests),
+    }
 }
 
 /// A reader over mapped bytes that feeds a sink, in order, one chunk ahead

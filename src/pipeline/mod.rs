@@ -278,6 +278,10 @@ pub fn run_with(
         for (_, off, len) in held {
             release(off, len);
         }
+        if let DataSource::File(s) = source {
+            s.check_unchanged()?;
+        }
+        crate::disk::source::check_inputs()?;
         Ok(digests)
     })
 }

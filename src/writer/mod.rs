@@ -71,7 +71,9 @@ impl Default for WriteOptions {
 /// What a write produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    #[serde(serialize_with = "crate::format::path_json::path")]
     pub input: PathBuf,
+    #[serde(serialize_with = "crate::format::path_json::path")]
     pub output: PathBuf,
     pub input_kind: Kind,
     pub output_kind: String,

@@ -112,6 +112,7 @@ pub struct RecordSection {
 /// The tarball written by `--package`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Package {
+    #[serde(serialize_with = "crate::format::path_json::path")]
     pub path: PathBuf,
     #[serde(flatten)]
     pub digests: Digests,
@@ -123,6 +124,7 @@ pub use crate::cloud::Verdict;
 /// Everything `preflight` found, in report order.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    #[serde(serialize_with = "crate::format::path_json::path")]
     pub image: PathBuf,
     pub target: Target,
     pub input: InputKind,
