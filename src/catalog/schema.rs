@@ -154,7 +154,18 @@ fn refuse_non_sqlite(path: &Path) -> Result<()> {
 }
 
 /// Our application id, or an empty database; anything else is foreign.
+/// The three values are read in one read transaction: another process
+/// creating the catalog at the same moment commits its schema and its
+/// application id together, and a reader must not see half of that.
 fn identify(conn: &Connection, path: &Path) -> Result<()> {
+    conn.execute_batch("BEGIN")
+        .db(path, "begin reading the catalog's identity")?;
+    let read = identify_in(conn, path);
+    let _ = conn.execute_batch(if read.is_ok() { "COMMIT" } else { "ROLLBACK" });
+    read
+}
+
+fn identify_in(conn: &Connection, path: &Path) -> Result<()> {
     let app: i64 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .db(path, "read the application id")?;
