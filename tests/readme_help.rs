@@ -94,7 +94,7 @@ fn readme_section(readme: &str, command: &str) -> String {
     let end = rest.find("\n#").unwrap_or(rest.len());
     rest[..end]
         .lines()
-        .filter(|line| !line.contains("cp --"))
+        .filter(|line| !line.contains("cp --") && !line.contains("cargo bench"))
         .filter(|line| {
             !COMMANDS
                 .iter()
