@@ -14,6 +14,7 @@
 
 pub mod digest;
 pub mod plan;
+pub mod stream;
 pub mod zero;
 
 use std::collections::VecDeque;
