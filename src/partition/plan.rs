@@ -198,40 +198,12 @@ fn plan_gpt(
         rule,
         mut notes,
     } = grow;
-    let array_sectors = header.entry_array_sectors();
-    let too_small = || {
-        unsupported(
-            "disk",
-            "size",
-            0,
-            format!("{new_sectors} sectors"),
-            format!(
-                "room after the backup header's old LBA {} and after partition 1 (end {}) for a {array_sectors}-sector entry array and header",
-                header.alternate_lba, part.end_lba
-            ),
-        )
-    };
-    let new_alternate = new_sectors.checked_sub(1).ok_or_else(too_small)?;
-    let backup_array_lba = new_alternate
-        .checked_sub(array_sectors)
-        .ok_or_else(too_small)?;
-    let new_last_usable = backup_array_lba.checked_sub(1).ok_or_else(too_small)?;
-    if new_alternate < header.alternate_lba
-        || new_last_usable < part.end_lba
-        || new_last_usable < header.first_usable_lba
-    {
-        return Err(too_small());
-    }
-    // The backup array may not overlap the primary structures.
-    let primary_array_end = header.partition_entry_lba.saturating_add(array_sectors);
-    if backup_array_lba < primary_array_end {
-        return Err(too_small());
-    }
+    let places = GptPlaces::at_end(header, &part, new_sectors)?;
     let new_end = gpt_new_end(
         header,
         &part,
         new_sectors,
-        new_last_usable,
+        places.last_usable_lba,
         rule,
         &mut notes,
     )?;
@@ -247,58 +219,12 @@ fn plan_gpt(
             "at least one entry".into(),
         ));
     }
-    let array_crc = crc32fast::hash(&array);
-
     let mut primary = header.clone();
-    primary.alternate_lba = new_alternate;
-    primary.last_usable_lba = new_last_usable;
-    primary.partition_entry_array_crc32 = array_crc;
-    let mut backup = primary.clone();
-    backup.my_lba = new_alternate;
-    backup.alternate_lba = gpt::PRIMARY_HEADER_LBA;
-    backup.partition_entry_lba = backup_array_lba;
-
-    // The protective entry covers the disk from LBA 1 (capped at 32 bits);
-    // move its end only if it reached the old end (a hybrid MBR is left alone).
-    let mut new_pmbr = pmbr.clone();
-    for e in new_pmbr.entries.iter_mut() {
-        let reached_end =
-            e.start_lba == 1 && (e.end_lba() >= header.alternate_lba || e.size_sectors == u32::MAX);
-        if e.partition_type == mbr::TYPE_GPT_PROTECTIVE && reached_end {
-            e.size_sectors = u32::try_from(new_alternate).unwrap_or(u32::MAX);
-            e.end_chs = mbr::lba_to_chs(new_alternate);
-        }
-    }
-    if new_pmbr != *pmbr && pmbr.entries.iter().filter(|e| !e.is_empty()).count() > 1 {
-        notes.push("hybrid MBR: only the protective entry was resized".into());
-    }
-
-    let mut writes: Vec<(u64, Vec<u8>)> = Vec::new();
-    let old_alt = header.alternate_lba;
-    if old_alt != new_alternate && old_alt < backup_array_lba && old_alt > header.last_usable_lba {
-        // Erase the stale backup header so no tool finds two GPTs.
-        writes.push((lba_bytes(old_alt, "alternate_lba")?, vec![0u8; 512]));
-    }
-    // Backup first, primary last: an interrupted write leaves the primary intact.
-    writes.push((
-        lba_bytes(backup_array_lba, "partition_entry_lba")?,
-        array.clone(),
-    ));
-    writes.push((
-        lba_bytes(new_alternate, "alternate_lba")?,
-        backup.to_bytes().to_vec(),
-    ));
-    writes.push((
-        lba_bytes(header.partition_entry_lba, "partition_entry_lba")?,
-        array.clone(),
-    ));
-    writes.push((
-        gpt::PRIMARY_HEADER_LBA * SECTOR_SIZE,
-        primary.to_bytes().to_vec(),
-    ));
-    if new_pmbr != *pmbr {
-        writes.push((0, new_pmbr.to_bytes().to_vec()));
-    }
+    primary.alternate_lba = places.alternate_lba;
+    primary.last_usable_lba = places.last_usable_lba;
+    primary.partition_entry_array_crc32 = crc32fast::hash(&array);
+    let new_pmbr = grow_protective(pmbr, header.alternate_lba, places.alternate_lba, &mut notes);
+    let writes = gpt_writes(header, &primary, &places, &array, pmbr, &new_pmbr)?;
     let after = gpt_table(&primary, &array, new_sectors)?;
     Ok(PartGrowPlan {
         rule,
@@ -308,6 +234,133 @@ fn plan_gpt(
         partition_changed,
         notes,
     })
+}
+
+/// Where a grown GPT's backup structures go, at the disk's new end.
+struct GptPlaces {
+    /// The backup header: the disk's last sector.
+    alternate_lba: u64,
+    /// The backup entry array, just before the backup header.
+    backup_array_lba: u64,
+    /// The last usable LBA, just before the backup array.
+    last_usable_lba: u64,
+}
+
+impl GptPlaces {
+    /// The places on a disk of `new_sectors`, refused when the disk has no
+    /// room for them after the old backup header and partition 1, or when
+    /// the backup array would overlap the primary one.
+    fn at_end(
+        header: &GptHeader,
+        part: &PartitionInfo,
+        new_sectors: u64,
+    ) -> Result<GptPlaces, PartError> {
+        let array_sectors = header.entry_array_sectors();
+        let too_small = || {
+            unsupported(
+                "disk",
+                "size",
+                0,
+                format!("{new_sectors} sectors"),
+                format!(
+                    "room after the backup header's old LBA {} and after partition 1 (end {}) for a {array_sectors}-sector entry array and header",
+                    header.alternate_lba, part.end_lba
+                ),
+            )
+        };
+        let alternate_lba = new_sectors.checked_sub(1).ok_or_else(too_small)?;
+        let backup_array_lba = alternate_lba
+            .checked_sub(array_sectors)
+            .ok_or_else(too_small)?;
+        let last_usable_lba = backup_array_lba.checked_sub(1).ok_or_else(too_small)?;
+        if alternate_lba < header.alternate_lba
+            || last_usable_lba < part.end_lba
+            || last_usable_lba < header.first_usable_lba
+        {
+            return Err(too_small());
+        }
+        // The backup array may not overlap the primary structures.
+        let primary_array_end = header.partition_entry_lba.saturating_add(array_sectors);
+        if backup_array_lba < primary_array_end {
+            return Err(too_small());
+        }
+        Ok(GptPlaces {
+            alternate_lba,
+            backup_array_lba,
+            last_usable_lba,
+        })
+    }
+}
+
+/// The protective MBR after the grow: its entry covers the disk from LBA 1
+/// (capped at 32 bits); its end moves only if it reached the old end
+/// `old_alternate` (a hybrid MBR is otherwise left alone).
+fn grow_protective(
+    pmbr: &Mbr,
+    old_alternate: u64,
+    new_alternate: u64,
+    notes: &mut Vec<String>,
+) -> Mbr {
+    let mut new_pmbr = pmbr.clone();
+    for e in new_pmbr.entries.iter_mut() {
+        let reached_end =
+            e.start_lba == 1 && (e.end_lba() >= old_alternate || e.size_sectors == u32::MAX);
+        if e.partition_type == mbr::TYPE_GPT_PROTECTIVE && reached_end {
+            e.size_sectors = u32::try_from(new_alternate).unwrap_or(u32::MAX);
+            e.end_chs = mbr::lba_to_chs(new_alternate);
+        }
+    }
+    if new_pmbr != *pmbr && pmbr.entries.iter().filter(|e| !e.is_empty()).count() > 1 {
+        notes.push("hybrid MBR: only the protective entry was resized".into());
+    }
+    new_pmbr
+}
+
+/// The writes of a grown GPT, in a safe order: the stale backup header
+/// erased, the backup array and header, then the primary ones, then the
+/// protective MBR if it changed.
+fn gpt_writes(
+    header: &GptHeader,
+    primary: &GptHeader,
+    places: &GptPlaces,
+    array: &[u8],
+    pmbr: &Mbr,
+    new_pmbr: &Mbr,
+) -> Result<Vec<(u64, Vec<u8>)>, PartError> {
+    let mut backup = primary.clone();
+    backup.my_lba = places.alternate_lba;
+    backup.alternate_lba = gpt::PRIMARY_HEADER_LBA;
+    backup.partition_entry_lba = places.backup_array_lba;
+    let mut writes: Vec<(u64, Vec<u8>)> = Vec::new();
+    let old_alt = header.alternate_lba;
+    if old_alt != places.alternate_lba
+        && old_alt < places.backup_array_lba
+        && old_alt > header.last_usable_lba
+    {
+        // Erase the stale backup header so no tool finds two GPTs.
+        writes.push((lba_bytes(old_alt, "alternate_lba")?, vec![0u8; 512]));
+    }
+    // Backup first, primary last: an interrupted write leaves the primary intact.
+    writes.push((
+        lba_bytes(places.backup_array_lba, "partition_entry_lba")?,
+        array.to_vec(),
+    ));
+    writes.push((
+        lba_bytes(places.alternate_lba, "alternate_lba")?,
+        backup.to_bytes().to_vec(),
+    ));
+    writes.push((
+        lba_bytes(header.partition_entry_lba, "partition_entry_lba")?,
+        array.to_vec(),
+    ));
+    writes.push((
+        gpt::PRIMARY_HEADER_LBA * SECTOR_SIZE,
+        primary.to_bytes().to_vec(),
+    ));
+    if new_pmbr != pmbr {
+        writes.push((0, new_pmbr.to_bytes().to_vec()));
+    }
+    Ok(writes)
 }
 
 /// Where partition 1 ends under `rule` on a GPT whose last usable LBA
