@@ -5,6 +5,7 @@
 //! are patched into them, so that reserved bytes, names and attributes are
 //! written back exactly as found.
 
+use super::{SECTOR_BYTES, SECTOR_SIZE};
 use crate::format::FormatError;
 
 /// `EFI PART`.
@@ -14,11 +15,7 @@ pub const REVISION_1_0: u32 = 0x0001_0000;
 /// Smallest header size (the fields defined by the specification).
 pub const HEADER_MIN_SIZE: u32 = 92;
 /// Largest header size: one logical block.
-pub const HEADER_MAX_SIZE: u32 = 512;
-/// Sector size this module supports.
-pub const SECTOR_SIZE: u64 = 512;
-/// The same, as a length.
-pub const SECTOR_BYTES: usize = 512;
+pub const HEADER_MAX_SIZE: u32 = SECTOR_SIZE as u32;
 /// LBA of the primary header.
 pub const PRIMARY_HEADER_LBA: u64 = 1;
 /// Smallest entry size; the specification requires 128 × 2^n.
@@ -184,7 +181,7 @@ impl GptHeader {
                 "length",
                 0,
                 format!("{} bytes", sector.len()),
-                "512 bytes".into(),
+                format!("{SECTOR_BYTES} bytes"),
             )
         })?;
         check_preamble(&raw, at)?;

@@ -27,8 +27,10 @@ pub use read::read_table;
 
 use crate::format::FormatError;
 
-/// Bytes in a sector (the only sector size supported).
-pub const SECTOR_SIZE: u64 = 512;
+/// Bytes in a sector of the disk (the VHD sector, the only size supported).
+pub use crate::format::SECTOR_SIZE;
+/// The same, as a length.
+pub const SECTOR_BYTES: usize = SECTOR_SIZE as usize;
 /// One MiB in sectors: growpart makes partition lengths whole MiB.
 pub const MIB_SECTORS: u64 = 2048;
 /// Sectors growpart keeps free at the end of any disk for a GPT backup

@@ -6,7 +6,7 @@ use super::mbr::{self, Mbr};
 use super::read::{gpt_table, read_parsed, Parsed};
 use super::{
     entry_field_offset, lba_bytes, GrowRule, PartError, PartGrowPlan, PartitionInfo, PartitionRole,
-    Table, GROWPART_MBR_MAX_END, SECTOR_SIZE,
+    Table, GROWPART_MBR_MAX_END, SECTOR_BYTES, SECTOR_SIZE,
 };
 use crate::disk::device::Device;
 
@@ -336,7 +336,10 @@ fn gpt_writes(
         && old_alt > header.last_usable_lba
     {
         // Erase the stale backup header so no tool finds two GPTs.
-        writes.push((lba_bytes(old_alt, "alternate_lba")?, vec![0u8; 512]));
+        writes.push((
+            lba_bytes(old_alt, "alternate_lba")?,
+            vec![0u8; SECTOR_BYTES],
+        ));
     }
     // Backup first, primary last: an interrupted write leaves the primary intact.
     writes.push((

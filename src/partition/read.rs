@@ -7,7 +7,7 @@ use super::gpt::{self, GptEntry, GptHeader};
 use super::mbr::{self, Mbr, MbrEntry};
 use super::{
     entry_field_offset, lba_bytes, PartError, PartitionInfo, PartitionRole, Table, TableKind,
-    MAX_LOGICAL_PARTITIONS, SECTOR_SIZE,
+    MAX_LOGICAL_PARTITIONS, SECTOR_BYTES, SECTOR_SIZE,
 };
 use crate::disk::device::{read_vec, Device};
 use crate::format::FormatError;
@@ -34,7 +34,7 @@ pub(super) fn read_parsed(dev: &dyn Device) -> Result<(Parsed, Table), PartError
     let disk_sectors = dev.size_bytes() / SECTOR_SIZE;
     let none = Table {
         kind: TableKind::None,
-        sector_size: 512,
+        sector_size: SECTOR_SIZE as u32,
         disk_sectors,
         partitions: Vec::new(),
         disk_id: None,
@@ -88,7 +88,7 @@ fn looks_like_boot_sector(s: &[u8]) -> bool {
     const BS_FIL_SYS_TYPE_16: usize = 0x36;
     const BS_FIL_SYS_TYPE_32: usize = 0x52;
     const FAT_TYPE_PREFIX: &[u8; 3] = b"FAT";
-    if s.len() < 512 || !JUMPS.contains(&s[0]) {
+    if s.len() < SECTOR_BYTES || !JUMPS.contains(&s[0]) {
         return false;
     }
     if &s[OEM_ID] == NTFS_OEM_ID {
@@ -140,7 +140,7 @@ fn mbr_table(dev: &dyn Device, m: &Mbr, disk_sectors: u64) -> Result<Table, Part
     }
     Ok(Table {
         kind: TableKind::Mbr,
-        sector_size: 512,
+        sector_size: SECTOR_SIZE as u32,
         disk_sectors,
         partitions,
         disk_id: Some(format!("{:#010x}", m.disk_signature)),
@@ -324,7 +324,7 @@ pub(super) fn gpt_table(
     }
     Ok(Table {
         kind: TableKind::Gpt,
-        sector_size: 512,
+        sector_size: SECTOR_SIZE as u32,
         disk_sectors,
         partitions,
         disk_id: Some(gpt::guid_string(header.disk_guid)),
