@@ -167,13 +167,14 @@ impl Error {
 
     /// A FAT filesystem error on the disk read from `path`.
     pub fn from_fat(path: &Path, e: crate::fs::fat::FatError) -> Error {
+        use crate::disk::device::DeviceError;
         use crate::fs::fat::FatError;
         match e {
-            FatError::Io {
+            FatError::Device(DeviceError::Io {
                 operation,
                 offset,
                 source,
-            } => Error::io(
+            }) => Error::io(
                 path,
                 format!("FAT filesystem: {operation} at {offset:#x}"),
                 source,

@@ -2,9 +2,13 @@
 //! `testdata/make-expand-disks.sh`, with sfdisk, sgdisk, fsck.fat, e2fsck,
 //! dumpe2fs and resize2fs as oracles.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+use common::script_disks;
 
 fn have(tool: &str) -> bool {
     Command::new("sh")
@@ -37,18 +41,7 @@ fn tools_present() -> bool {
 /// The disks, built once per test run.
 fn disks() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-expand-disks.sh");
-        let st = Command::new("bash")
-            .arg(script)
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(st.success(), "make-expand-disks.sh failed");
-        dir
-    })
-    .path()
+    script_disks(&DIR, "make-expand-disks.sh")
 }
 
 fn vhdkit(args: &[&str]) -> std::process::Output {

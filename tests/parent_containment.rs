@@ -21,29 +21,7 @@ fn secret() -> Vec<u8> {
 /// A same-id VHD holding SECRET-DATA in folder `elsewhere`, and a child in
 /// folder `child` whose locators are made from the secret VHD's path.
 fn setup(locators: impl Fn(&Path) -> Vec<Locator>) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let root = tempfile::tempdir().unwrap();
-    let elsewhere = root.path().join("elsewhere");
-    let child_dir = root.path().join("child");
-    std::fs::create_dir_all(&elsewhere).unwrap();
-    std::fs::create_dir_all(&child_dir).unwrap();
-    let secret_path = Spec::dynamic(GOLDEN_SIZE, GOLDEN_BLOCK)
-        .unique_id(PARENT_ID)
-        .block(0, &secret())
-        .build()
-        .write(&elsewhere, "base.vhd");
-    let child = Spec::differencing(
-        GOLDEN_SIZE,
-        GOLDEN_BLOCK,
-        ParentLink {
-            name: "base.vhd".into(),
-            unique_id: PARENT_ID,
-            locators: locators(&secret_path),
-        },
-    )
-    .unique_id([0x61; 16])
-    .build()
-    .write(&child_dir, "child.vhd");
-    (root, child, secret_path)
+    chain_in_two_folders(PARENT_ID, &secret(), locators)
 }
 
 fn tried(child: &Path) -> Vec<PathBuf> {

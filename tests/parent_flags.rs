@@ -15,29 +15,9 @@ const PARENT_ID: [u8; 16] = [0x3c; 16];
 /// A parent (block 0 = pattern 9) in `root/elsewhere`, and a child in
 /// `root/child` whose locators climb out to it.
 fn outside_chain() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let root = tempfile::tempdir().unwrap();
-    let elsewhere = root.path().join("elsewhere");
-    let child_dir = root.path().join("child");
-    std::fs::create_dir_all(&elsewhere).unwrap();
-    std::fs::create_dir_all(&child_dir).unwrap();
-    let parent = Spec::dynamic(GOLDEN_SIZE, GOLDEN_BLOCK)
-        .unique_id(PARENT_ID)
-        .block(0, &pattern(9, BS))
-        .build()
-        .write(&elsewhere, "base.vhd");
-    let child = Spec::differencing(
-        GOLDEN_SIZE,
-        GOLDEN_BLOCK,
-        ParentLink {
-            name: "base.vhd".into(),
-            unique_id: PARENT_ID,
-            locators: vec![Locator::w2ru("..\\elsewhere\\base.vhd")],
-        },
-    )
-    .unique_id([0x61; 16])
-    .build()
-    .write(&child_dir, "child.vhd");
-    (root, child, parent)
+    chain_in_two_folders(PARENT_ID, &pattern(9, BS), |_| {
+        vec![Locator::w2ru("..\\elsewhere\\base.vhd")]
+    })
 }
 
 fn run(args: &[&OsStr]) -> Run {

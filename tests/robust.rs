@@ -44,6 +44,19 @@ fn data_file(dir: &Path, name: &str, len: usize) -> PathBuf {
     path
 }
 
+/// `vhdkit convert IN OUT --to TO` with `extra` flags.
+fn convert(input: &Path, out: &Path, to: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        OsStr::new("convert"),
+        input.as_os_str(),
+        out.as_os_str(),
+        OsStr::new("--to"),
+        OsStr::new(to),
+    ];
+    args.extend(extra.iter().map(OsStr::new));
+    vhdkit(&args)
+}
+
 fn mkfifo(path: &Path) {
     let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
     assert!(ok, "mkfifo");
@@ -57,13 +70,7 @@ fn out_that_is_a_fifo_or_a_device_is_refused_and_left_alone() {
     mkfifo(&fifo);
     let sum = md5(&input);
     for out in [fifo.as_path(), Path::new("/dev/null")] {
-        let r = vhdkit(&[
-            OsStr::new("convert"),
-            input.as_os_str(),
-            out.as_os_str(),
-            OsStr::new("--to"),
-            OsStr::new("raw"),
-        ]);
+        let r = convert(&input, out, "raw", &[]);
         assert_eq!(r.code, 2, "{r:?}");
         assert!(r.stderr.contains("regular files only"), "{}", r.stderr);
     }
@@ -86,14 +93,7 @@ fn a_symlink_out_replaces_its_target_and_stays_a_link() {
     fs::write(&target, b"old").unwrap();
     let link = t.path().join("link.raw");
     std::os::unix::fs::symlink("real/disk.raw", &link).unwrap();
-    let r = vhdkit(&[
-        OsStr::new("convert"),
-        input.as_os_str(),
-        link.as_os_str(),
-        OsStr::new("--to"),
-        OsStr::new("raw"),
-        OsStr::new("-q"),
-    ]);
+    let r = convert(&input, &link, "raw", &["-q"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(fs::symlink_metadata(&link)
         .unwrap()
@@ -108,26 +108,13 @@ fn a_missing_out_folder_is_refused_and_a_long_name_fits() {
     let t = tempfile::tempdir().unwrap();
     let input = data_file(t.path(), "in.raw", 1 << 20);
     let missing = t.path().join("newdir/out.vhd");
-    let r = vhdkit(&[
-        OsStr::new("convert"),
-        input.as_os_str(),
-        missing.as_os_str(),
-        OsStr::new("--to"),
-        OsStr::new("dynamic"),
-    ]);
+    let r = convert(&input, &missing, "dynamic", &[]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
     assert!(!t.path().join("newdir").exists());
     // A 255-byte name: the temporary name must not overflow it.
     let long = t.path().join(format!("{}.vhd", "a".repeat(251)));
-    let r = vhdkit(&[
-        OsStr::new("convert"),
-        input.as_os_str(),
-        long.as_os_str(),
-        OsStr::new("--to"),
-        OsStr::new("dynamic"),
-        OsStr::new("-q"),
-    ]);
+    let r = convert(&input, &long, "dynamic", &["-q"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(long.is_file());
 }
@@ -229,14 +216,7 @@ fn stale_temporaries_of_dead_runs_are_removed_live_ones_kept() {
     for p in [&stale, &live, &other] {
         fs::write(p, b"x").unwrap();
     }
-    let r = vhdkit(&[
-        OsStr::new("convert"),
-        input.as_os_str(),
-        t.path().join("out.vhd").as_os_str(),
-        OsStr::new("--to"),
-        OsStr::new("dynamic"),
-        OsStr::new("-q"),
-    ]);
+    let r = convert(&input, &t.path().join("out.vhd"), "dynamic", &["-q"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!stale.exists(), "a dead run's temporary file stays");
     assert!(live.exists() && other.exists());
@@ -269,14 +249,7 @@ fn names_that_are_not_utf8_work_in_text_and_json() {
     let t = tempfile::tempdir().unwrap();
     let input = data_file(t.path(), "in.raw", 1 << 20);
     let name = t.path().join(OsStr::from_bytes(b"n\xffame.vhd"));
-    let r = vhdkit(&[
-        OsStr::new("convert"),
-        input.as_os_str(),
-        name.as_os_str(),
-        OsStr::new("--to"),
-        OsStr::new("dynamic"),
-        OsStr::new("--json"),
-    ]);
+    let r = convert(&input, &name, "dynamic", &["--json"]);
     assert_eq!(r.code, 0, "{r:?}");
     let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(json["output"].as_str().unwrap().ends_with("n\\xffame.vhd"));
@@ -312,13 +285,7 @@ fn random_access_commands_refuse_pipes_and_devices_without_blocking() {
     mkfifo(&fifo);
     for input in [fifo.as_path(), Path::new("/dev/zero")] {
         let start = Instant::now();
-        let r = vhdkit(&[
-            OsStr::new("convert"),
-            input.as_os_str(),
-            t.path().join("out.vhd").as_os_str(),
-            OsStr::new("--to"),
-            OsStr::new("dynamic"),
-        ]);
+        let r = convert(input, &t.path().join("out.vhd"), "dynamic", &[]);
         assert!(start.elapsed() < Duration::from_secs(10));
         assert_eq!(r.code, 2, "{r:?}");
         assert!(r.stderr.contains("needs a regular file"), "{}", r.stderr);

@@ -8,9 +8,13 @@
 //! and ntfscluster's free counts are the bytes dropped; the output is
 //! smaller than `compact`'s.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+use common::script_disks;
 
 use serde_json::Value;
 
@@ -58,22 +62,7 @@ fn tools_present() -> bool {
 /// The disks, built once per test run.
 fn disks() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-sparsify-disks.sh");
-        let out = Command::new("bash")
-            .arg(script)
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "make-sparsify-disks.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    })
-    .path()
+    script_disks(&DIR, "make-sparsify-disks.sh")
 }
 
 fn run(cmd: &str, args: &[&str]) -> std::process::Output {

@@ -4,25 +4,18 @@
 //! must be clean too, with nothing left for e2fsck to offer, on GPT ext4,
 //! MBR ext3 and a bare ext4. Disks from `testdata/make-stale-gdt-disks.sh`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use common::script_disks;
+
 /// The disks, built once per test run.
 fn disks() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-stale-gdt-disks.sh");
-        let st = Command::new("bash")
-            .arg(script)
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(st.success(), "make-stale-gdt-disks.sh failed");
-        dir
-    })
-    .path()
+    script_disks(&DIR, "make-stale-gdt-disks.sh")
 }
 
 fn tools_present() -> bool {

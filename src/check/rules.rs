@@ -907,23 +907,37 @@ struct Blocks<'a> {
     differencing: bool,
 }
 
+/// The rules over the BAT's blocks: each inside the file and clear of the
+/// metadata, no two overlapping, and no data hidden by a bitmap.
 fn check_blocks(f: &mut Findings<'_>, b: &Blocks<'_>, regions: &[Region]) {
-    let Blocks {
-        layout,
-        parts,
-        bat,
-        bytes,
-        differencing,
-    } = *b;
-    let h = &parts.header;
-    let bs = u64::from(h.block_size);
-    let bitmap_len = h.bitmap_size_bytes();
-    let span = bitmap_len + bs;
-    let end = End::of(layout);
-    let needed = layout.footer.current_size.div_ceil(bs);
-    let mut blocks: Vec<(u64, usize)> = Vec::with_capacity(bat.allocated_count());
+    let span = b.span();
+    let placed = placed_blocks(f, b, regions);
+    let separate = separate_blocks(f, b.parts.header.table_offset, span, placed);
+    hidden_data(f, b, &separate);
+}
+
+impl Blocks<'_> {
+    /// Bytes one block takes in the file: its bitmap and its data.
+    fn span(&self) -> u64 {
+        self.parts.header.bitmap_size_bytes() + u64::from(self.parts.header.block_size)
+    }
+}
+
+/// Checks each allocated BAT entry on its own (beyond the disk's size,
+/// past the end of the file, over the metadata) and returns the blocks that
+/// pass, as (byte offset, block index).
+fn placed_blocks(f: &mut Findings<'_>, b: &Blocks<'_>, regions: &[Region]) -> Vec<(u64, usize)> {
+    let h = &b.parts.header;
+    let span = b.span();
+    let end = End::of(b.layout);
+    let needed = b
+        .layout
+        .footer
+        .current_size
+        .div_ceil(u64::from(h.block_size));
+    let mut blocks: Vec<(u64, usize)> = Vec::with_capacity(b.bat.allocated_count());
     let mut reported_outside = 0;
-    for (i, &sector) in bat.entries.iter().enumerate() {
+    for (i, &sector) in b.bat.entries.iter().enumerate() {
         if sector == BAT_UNUSED {
             continue;
         }
@@ -944,7 +958,7 @@ fn check_blocks(f: &mut Findings<'_>, b: &Blocks<'_>, regions: &[Region]) {
                     format!(
                         "BAT entry {i}: block at sector {sector:#x} (byte {start:#x}) ends at {:#x}, past {end} (truncated file?){}",
                         start.saturating_add(span),
-                        if start.saturating_add(span) > layout.file_size {
+                        if start.saturating_add(span) > b.layout.file_size {
                             "; qemu refuses to open an image whose last block ends past the end of the file"
                         } else {
                             ""
@@ -981,11 +995,20 @@ fn check_blocks(f: &mut Findings<'_>, b: &Blocks<'_>, regions: &[Region]) {
             format!("{} more BAT entries point past {end}", reported_outside - 8),
         );
     }
-    // Overlaps between blocks: sort by position, compare neighbours (blocks
-    // are all `span` bytes, so a block that overlaps any earlier one overlaps
-    // its predecessor). Only blocks clear of the ones before them are scanned
-    // below, so that no byte of the file is read twice however many BAT
-    // entries point at it.
+    blocks
+}
+
+/// Overlaps between blocks: sorted by position, each compared with its
+/// neighbour (blocks are all `span` bytes, so a block that overlaps any
+/// earlier one overlaps its predecessor). Returns the blocks clear of the
+/// ones before them, so that no byte of the file is scanned twice however
+/// many BAT entries point at it.
+fn separate_blocks(
+    f: &mut Findings<'_>,
+    table_offset: u64,
+    span: u64,
+    mut blocks: Vec<(u64, usize)>,
+) -> Vec<(u64, usize)> {
     blocks.sort_unstable();
     let mut overlaps = 0;
     let mut separate: Vec<(u64, usize)> = Vec::with_capacity(blocks.len());
@@ -998,7 +1021,7 @@ fn check_blocks(f: &mut Findings<'_>, b: &Blocks<'_>, regions: &[Region]) {
             if overlaps < 8 {
                 f.error(
                     "BAT_OVERLAP",
-                    h.table_offset + ENTRY_SIZE * bi as u64,
+                    table_offset + ENTRY_SIZE * bi as u64,
                     format!(
                         "BAT entries {ai} and {bi} overlap: blocks at {a:#x} and {b:#x}, each {span} bytes"
                     ),
@@ -1012,16 +1035,24 @@ fn check_blocks(f: &mut Findings<'_>, b: &Blocks<'_>, regions: &[Region]) {
     if overlaps > 8 {
         f.error(
             "BAT_OVERLAP",
-            h.table_offset,
+            table_offset,
             format!("{} more pairs of BAT entries overlap", overlaps - 8),
         );
     }
-    // Data hidden by the bitmap: sectors marked absent whose bytes are not zero.
-    // For a differencing disk the parent's data shows there; qemu (which
-    // ignores bitmaps) would show these bytes instead.
+    separate
+}
+
+/// Data hidden by the bitmap: sectors marked absent whose bytes are not
+/// zero. For a differencing disk the parent's data shows there; qemu (which
+/// ignores bitmaps) would show these bytes instead.
+fn hidden_data(f: &mut Findings<'_>, b: &Blocks<'_>, separate: &[(u64, usize)]) {
+    let bytes = b.bytes;
+    let bs = u64::from(b.parts.header.block_size);
+    let bitmap_len = b.parts.header.bitmap_size_bytes();
+    let span = b.span();
     let mut hidden = 0u64;
     let mut first_hidden = None;
-    for &(start, i) in &separate {
+    for &(start, i) in separate {
         let Some(bitmap) = bytes.get(start as usize..(start + bitmap_len) as usize) else {
             continue;
         };
@@ -1050,7 +1081,7 @@ fn check_blocks(f: &mut Findings<'_>, b: &Blocks<'_>, regions: &[Region]) {
             off,
             format!(
                 "{hidden} sector(s) hold data while their bitmap bit says {} (first: block {i}, sector {s}); qemu, which ignores bitmaps, reads these bytes instead",
-                if differencing { "\"read from the parent\"" } else { "\"zero\"" }
+                if b.differencing { "\"read from the parent\"" } else { "\"zero\"" }
             ),
         );
     }

@@ -349,93 +349,123 @@ pub fn check_flavor(
     opts: &FlavorOptions,
     expand: &dyn Fn(u64) -> crate::Result<ExpandReport>,
 ) -> FlavorReport {
-    let mut lines = Vec::new();
-    let root = flavor.root_bytes();
     // compute/api.py: memory, then the root disk (skipped for root_gb 0).
+    let mut lines = vec![memory_line(image, flavor)];
+    if flavor.root_gb == 0 {
+        lines.push(zero_disk_line(image));
+    } else {
+        root_disk_lines(image, flavor.root_bytes(), &mut lines);
+    }
+    if let Some(req) = &image.hypervisor_version_requires {
+        lines.push(version_line(req, opts.hypervisor_version.as_deref()));
+    }
+    let expand_report = auto_disk_config_lines(image, flavor, opts, expand, &mut lines);
+    FlavorReport {
+        flavor: flavor.clone(),
+        lines,
+        expand: expand_report,
+    }
+}
+
+/// Nova's memory check: `min_ram` against the flavor's RAM.
+fn memory_line(image: &ImageFacts, flavor: &Flavor) -> Line {
     if image.min_ram_mb > flavor.ram_mb {
         let mut l = NovaError::FlavorMemoryTooSmall.line(Status::Fail);
         l.message.push_str(&format!(
             " (min_ram {} MB > flavor RAM {} MB)",
             image.min_ram_mb, flavor.ram_mb
         ));
-        lines.push(l);
+        l
     } else {
-        lines.push(Line::new(
+        Line::new(
             "FLAVOR_MEMORY",
             Status::Pass,
             format!(
                 "min_ram {} MB <= flavor RAM {} MB",
                 image.min_ram_mb, flavor.ram_mb
             ),
+        )
+    }
+}
+
+/// A flavor with no root disk: Nova skips the disk checks and asks for a volume.
+fn zero_disk_line(image: &ImageFacts) -> Line {
+    Line::new(
+        "BootFromVolumeRequiredForZeroDiskFlavor",
+        Status::Warn,
+        format!(
+            "root disk 0: Nova skips the disk checks, and (since Victoria, by default policy) refuses an image-backed server: {}: {} Boot from a volume of at least {} GiB.",
+            NovaError::BootFromVolumeRequiredForZeroDiskFlavor.name(),
+            NovaError::BootFromVolumeRequiredForZeroDiskFlavor,
+            image.min_disk_gb
+        ),
+    )
+}
+
+/// Nova's root disk checks (image size, `min_disk`) and the hypervisor's
+/// refusal to shrink, for a root disk of `root` bytes.
+fn root_disk_lines(image: &ImageFacts, root: u64, lines: &mut Vec<Line>) {
+    match image.size {
+        Some(size) if size > root => lines.push(
+            NovaError::FlavorDiskSmallerThanImage {
+                flavor_size: root,
+                image_size: size,
+            }
+            .line(Status::Fail),
+        ),
+        Some(size) => lines.push(Line::new(
+            "FLAVOR_DISK_IMAGE",
+            Status::Pass,
+            format!("image size {size} bytes <= root disk {root} bytes"),
+        )),
+        None => lines.push(Line::new(
+            "FLAVOR_DISK_IMAGE",
+            Status::Warn,
+            "image size unknown until the upload file exists (use --package)".to_string(),
+        )),
+    }
+    let min_disk = image.min_disk_gb.saturating_mul(GIB);
+    if min_disk > root {
+        lines.push(
+            NovaError::FlavorDiskSmallerThanMinDisk {
+                flavor_size: root,
+                image_min_disk: min_disk,
+            }
+            .line(Status::Fail),
+        );
+    } else {
+        lines.push(Line::new(
+            "FLAVOR_DISK_MIN_DISK",
+            Status::Pass,
+            format!("min_disk {min_disk} bytes <= root disk {root} bytes"),
         ));
     }
-    if flavor.root_gb == 0 {
-        lines.push(Line::new(
-            "BootFromVolumeRequiredForZeroDiskFlavor",
-            Status::Warn,
-            format!(
-                "root disk 0: Nova skips the disk checks, and (since Victoria, by default policy) refuses an image-backed server: {}: {} Boot from a volume of at least {} GiB.",
-                NovaError::BootFromVolumeRequiredForZeroDiskFlavor.name(),
-                NovaError::BootFromVolumeRequiredForZeroDiskFlavor,
-                image.min_disk_gb
-            ),
-        ));
-    } else {
-        match image.size {
-            Some(size) if size > root => lines.push(
-                NovaError::FlavorDiskSmallerThanImage {
-                    flavor_size: root,
-                    image_size: size,
-                }
-                .line(Status::Fail),
-            ),
-            Some(size) => lines.push(Line::new(
-                "FLAVOR_DISK_IMAGE",
-                Status::Pass,
-                format!("image size {size} bytes <= root disk {root} bytes"),
-            )),
-            None => lines.push(Line::new(
-                "FLAVOR_DISK_IMAGE",
-                Status::Warn,
-                "image size unknown until the upload file exists (use --package)".to_string(),
-            )),
-        }
-        let min_disk = image.min_disk_gb.saturating_mul(GIB);
-        if min_disk > root {
-            lines.push(
-                NovaError::FlavorDiskSmallerThanMinDisk {
-                    flavor_size: root,
-                    image_min_disk: min_disk,
-                }
-                .line(Status::Fail),
-            );
-        } else {
+    if let Some(v) = image.virtual_size {
+        if v > root {
             lines.push(Line::new(
-                "FLAVOR_DISK_MIN_DISK",
-                Status::Pass,
-                format!("min_disk {min_disk} bytes <= root disk {root} bytes"),
+                "HYPERVISOR_NO_SHRINK",
+                Status::Fail,
+                format!(
+                    "virtual size {v} bytes is above the root disk {root} bytes: the hypervisor grows a disk to the flavor, never shrinks it, and refuses the server"
+                ),
             ));
         }
-        if let Some(v) = image.virtual_size {
-            if v > root {
-                lines.push(Line::new(
-                    "HYPERVISOR_NO_SHRINK",
-                    Status::Fail,
-                    format!(
-                        "virtual size {v} bytes is above the root disk {root} bytes: the hypervisor grows a disk to the flavor, never shrinks it, and refuses the server"
-                    ),
-                ));
-            }
-        }
     }
-    if let Some(req) = &image.hypervisor_version_requires {
-        lines.push(version_line(req, opts.hypervisor_version.as_deref()));
-    }
+}
+
+/// The image's `auto_disk_config` against the request, and the simulated
+/// expansion when Nova would resize; returns that expansion's report.
+fn auto_disk_config_lines(
+    image: &ImageFacts,
+    flavor: &Flavor,
+    opts: &FlavorOptions,
+    expand: &dyn Fn(u64) -> crate::Result<ExpandReport>,
+    lines: &mut Vec<Line>,
+) -> Option<ExpandReport> {
     let adc = image
         .auto_disk_config
         .as_deref()
         .map(AutoDiskConfig::parse_nova);
-    let mut expand_report = None;
     if opts.request_auto_disk_config && adc == Some(AutoDiskConfig::Disabled) {
         lines.push(
             NovaError::AutoDiskConfigDisabledByImage {
@@ -449,23 +479,23 @@ pub fn check_flavor(
         None | Some(AutoDiskConfig::False) => opts.request_auto_disk_config,
         Some(AutoDiskConfig::Disabled) => false,
     };
-    if resize && flavor.root_gb > 0 {
-        match expand(root) {
-            Err(e) => lines.push(Line::new(
+    if !resize || flavor.root_gb == 0 {
+        return None;
+    }
+    let root = flavor.root_bytes();
+    match expand(root) {
+        Err(e) => {
+            lines.push(Line::new(
                 "AUTO_DISK_CONFIG_EXPAND",
                 Status::Warn,
                 format!("auto_disk_config simulation unavailable: {e}"),
-            )),
-            Ok(r) => {
-                lines.push(expand_line(&r, root));
-                expand_report = Some(r);
-            }
+            ));
+            None
         }
-    }
-    FlavorReport {
-        flavor: flavor.clone(),
-        lines,
-        expand: expand_report,
+        Ok(r) => {
+            lines.push(expand_line(&r, root));
+            Some(r)
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 
 use std::io;
 
+use crate::format::FormatError;
+
 /// A device of fixed size addressed in bytes.
 pub trait Device {
     /// Size in bytes.
@@ -138,4 +140,101 @@ mod tests {
         assert_eq!(&mem.bytes[1024..1027], &[1, 2, 3]);
         assert!(SliceDevice::new(&mut mem, 4000, 100).is_err());
     }
+}
+
+/// What code reading on-disk structures through a [`Device`] (partition
+/// tables, filesystems) fails with: the device could not be read or written,
+/// a structure is damaged, a structure is valid but not handled, or the
+/// device no longer holds what a plan was made against.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("I/O error {operation} at {offset:#x}: {source}")]
+    Io {
+        operation: &'static str,
+        offset: u64,
+        #[source]
+        source: io::Error,
+    },
+    /// The bytes on the device are damaged.
+    #[error("corrupt {0}")]
+    Corrupt(FormatError),
+    /// The bytes make sense but this is not something we do.
+    #[error("unsupported: {0}")]
+    Unsupported(FormatError),
+    /// Applying a plan found the device no longer matches it, or the result
+    /// read back differs from what was planned; `what` names the structure.
+    #[error("{when}: {what} expected {expected}, found {found}")]
+    Mismatch {
+        what: &'static str,
+        when: &'static str,
+        expected: String,
+        found: String,
+    },
+}
+
+impl DeviceError {
+    /// Maps an I/O error of `operation` at byte `offset`.
+    pub fn io(operation: &'static str, offset: u64) -> impl FnOnce(io::Error) -> DeviceError {
+        move |source| DeviceError::Io {
+            operation,
+            offset,
+            source,
+        }
+    }
+
+    pub fn corrupt(
+        structure: &'static str,
+        field: &'static str,
+        offset: u64,
+        found: String,
+        expected: String,
+    ) -> DeviceError {
+        DeviceError::Corrupt(FormatError {
+            structure,
+            field,
+            offset,
+            found,
+            expected,
+        })
+    }
+
+    pub fn unsupported(
+        structure: &'static str,
+        field: &'static str,
+        offset: u64,
+        found: String,
+        expected: String,
+    ) -> DeviceError {
+        DeviceError::Unsupported(FormatError {
+            structure,
+            field,
+            offset,
+            found,
+            expected,
+        })
+    }
+}
+
+/// Reads `len` bytes at `offset`, `what` naming the structure. Callers bound
+/// `len` (a sector, a validated table); one too large for memory is refused.
+pub fn read_vec(
+    dev: &dyn Device,
+    offset: u64,
+    len: u64,
+    what: &'static str,
+) -> Result<Vec<u8>, DeviceError> {
+    let n = usize::try_from(len).map_err(|_| {
+        DeviceError::unsupported(
+            what,
+            "length",
+            offset,
+            len.to_string(),
+            "an addressable length".into(),
+        )
+    })?;
+    check_range(offset, n, dev.size_bytes()).map_err(DeviceError::io(what, offset))?;
+    let mut buf = vec![0u8; n];
+    dev.read_at(offset, &mut buf)
+        .map_err(DeviceError::io(what, offset))?;
+    Ok(buf)
 }

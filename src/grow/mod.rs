@@ -16,6 +16,7 @@ use crate::cloud::nova::{self, refusal_text, ExpandReport, FsGrowth, Verdict};
 use crate::disk;
 use crate::disk::device::{Device, SliceDevice};
 use crate::disk::overlay::Overlay;
+use crate::format::SECTOR_SIZE;
 use crate::fs::detect::{detect, FsKind};
 use crate::partition::{self, GrowRule, PartitionInfo, TableKind};
 use crate::pipeline::Progress;
@@ -72,7 +73,7 @@ pub fn expand(
     let wopts = WriteOptions {
         to: opts.to,
         block_size: opts.block_size,
-        align: 512,
+        align: SECTOR_SIZE,
         creator: opts.creator.clone(),
         digests: Vec::new(),
         no_sync: opts.no_sync,
@@ -109,9 +110,9 @@ fn check_size(old_size: u64, input: &Path, opts: &ExpandOptions) -> Result<()> {
             ),
         ));
     }
-    if new_size % 512 != 0 {
+    if new_size % SECTOR_SIZE != 0 {
         return Err(Error::Usage(format!(
-            "--size {new_size}: expected a whole number of 512-byte sectors"
+            "--size {new_size}: expected a whole number of {SECTOR_SIZE}-byte sectors"
         )));
     }
     if opts.to != Target::Raw && new_size > crate::format::MAX_VIRTUAL_SIZE {
@@ -139,7 +140,7 @@ fn nova_region(
     let mut region = None;
     let refusal = nova::preconditions_with(table, |p| {
         let kind = partition_fs(o, p);
-        region = Some((p.start_lba * 512, kind));
+        region = Some((p.start_lba * SECTOR_SIZE, kind));
         nova::filesystem_check(kind)
     });
     if let Err(r) = &refusal {
@@ -197,7 +198,7 @@ fn plan_on(o: &mut Overlay<'_>, input: &Path, opts: &ExpandOptions) -> Result<Ex
         partition::apply(o, &plan).map_err(|e| Error::from_part(input, e))?;
         found.verdict.notes.extend(plan.notes.iter().cloned());
         found.partitions_after = plan.after.partitions.clone();
-        plan.after.partitions[0].size_sectors * 512
+        plan.after.partitions[0].size_sectors * SECTOR_SIZE
     };
     match grow_fs(o, input, offset, new_len, kind) {
         Ok(fs) => found.filesystem = Some(fs),
@@ -242,8 +243,8 @@ fn finish(o: &Overlay<'_>, input: &Path, opts: &ExpandOptions, found: Found) -> 
 }
 
 fn partition_fs(o: &Overlay<'_>, p: &PartitionInfo) -> FsKind {
-    let start = p.start_lba.saturating_mul(512);
-    let len = p.size_sectors.saturating_mul(512);
+    let start = p.start_lba.saturating_mul(SECTOR_SIZE);
+    let len = p.size_sectors.saturating_mul(SECTOR_SIZE);
     // Reads only: a slice over a shared reference is enough.
     struct ReadSlice<'a, 'b>(&'a Overlay<'b>, u64, u64);
     impl Device for ReadSlice<'_, '_> {

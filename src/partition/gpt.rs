@@ -5,6 +5,7 @@
 //! are patched into them, so that reserved bytes, names and attributes are
 //! written back exactly as found.
 
+use super::{SECTOR_BYTES, SECTOR_SIZE};
 use crate::format::FormatError;
 
 /// `EFI PART`.
@@ -14,11 +15,7 @@ pub const REVISION_1_0: u32 = 0x0001_0000;
 /// Smallest header size (the fields defined by the specification).
 pub const HEADER_MIN_SIZE: u32 = 92;
 /// Largest header size: one logical block.
-pub const HEADER_MAX_SIZE: u32 = 512;
-/// Sector size this module supports.
-pub const SECTOR_SIZE: u64 = 512;
-/// The same, as a length.
-pub const SECTOR_BYTES: usize = 512;
+pub const HEADER_MAX_SIZE: u32 = SECTOR_SIZE as u32;
 /// LBA of the primary header.
 pub const PRIMARY_HEADER_LBA: u64 = 1;
 /// Smallest entry size; the specification requires 128 × 2^n.
@@ -88,6 +85,67 @@ pub fn guid_string(bytes: [u8; 16]) -> String {
         .to_uppercase()
 }
 
+/// Where a header was read: the structure and byte offset its errors name.
+#[derive(Clone, Copy)]
+struct HeaderAt {
+    structure: &'static str,
+    offset: u64,
+}
+
+impl HeaderAt {
+    fn err(self, field: &'static str, at: usize, found: String, expected: String) -> FormatError {
+        FormatError {
+            structure: self.structure,
+            field,
+            offset: self.offset.saturating_add(off(at)),
+            found,
+            expected,
+        }
+    }
+}
+
+/// The fields that say the sector is a header at all: signature, revision,
+/// header size and the header's CRC32.
+fn check_preamble(raw: &[u8; SECTOR_BYTES], at: HeaderAt) -> Result<(), FormatError> {
+    if raw[H_SIGNATURE..H_SIGNATURE + 8] != HEADER_SIGNATURE {
+        return Err(at.err(
+            "signature",
+            H_SIGNATURE,
+            format!("{:?}", String::from_utf8_lossy(&raw[..8])),
+            "\"EFI PART\"".into(),
+        ));
+    }
+    let revision = u32_at(raw, H_REVISION);
+    if revision != REVISION_1_0 {
+        return Err(at.err(
+            "revision",
+            H_REVISION,
+            format!("{revision:#010x}"),
+            format!("{REVISION_1_0:#010x}"),
+        ));
+    }
+    let header_size = u32_at(raw, H_HEADER_SIZE);
+    if !(HEADER_MIN_SIZE..=HEADER_MAX_SIZE).contains(&header_size) {
+        return Err(at.err(
+            "header_size",
+            H_HEADER_SIZE,
+            header_size.to_string(),
+            format!("{HEADER_MIN_SIZE} to {HEADER_MAX_SIZE}"),
+        ));
+    }
+    let header_crc32 = u32_at(raw, H_HEADER_CRC32);
+    let computed = header_crc(raw, header_size);
+    if computed != header_crc32 {
+        return Err(at.err(
+            "header_crc32",
+            H_HEADER_CRC32,
+            format!("{header_crc32:#010x}"),
+            format!("{computed:#010x} (computed)"),
+        ));
+    }
+    Ok(())
+}
+
 /// A GPT header, its fields decoded, and the sector it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GptHeader {
@@ -117,62 +175,29 @@ impl GptHeader {
         disk_sectors: u64,
         structure: &'static str,
     ) -> Result<GptHeader, FormatError> {
-        let err = |field: &'static str, at: usize, found: String, expected: String| FormatError {
-            structure,
-            field,
-            offset: offset.saturating_add(off(at)),
-            found,
-            expected,
-        };
+        let at = HeaderAt { structure, offset };
         let raw: [u8; SECTOR_BYTES] = sector.try_into().map_err(|_| {
-            err(
+            at.err(
                 "length",
                 0,
                 format!("{} bytes", sector.len()),
-                "512 bytes".into(),
+                format!("{SECTOR_BYTES} bytes"),
             )
         })?;
-        if raw[H_SIGNATURE..H_SIGNATURE + 8] != HEADER_SIGNATURE {
-            return Err(err(
-                "signature",
-                H_SIGNATURE,
-                format!("{:?}", String::from_utf8_lossy(&raw[..8])),
-                "\"EFI PART\"".into(),
-            ));
-        }
-        let revision = u32_at(&raw, H_REVISION);
-        if revision != REVISION_1_0 {
-            return Err(err(
-                "revision",
-                H_REVISION,
-                format!("{revision:#010x}"),
-                format!("{REVISION_1_0:#010x}"),
-            ));
-        }
-        let header_size = u32_at(&raw, H_HEADER_SIZE);
-        if !(HEADER_MIN_SIZE..=HEADER_MAX_SIZE).contains(&header_size) {
-            return Err(err(
-                "header_size",
-                H_HEADER_SIZE,
-                header_size.to_string(),
-                format!("{HEADER_MIN_SIZE} to {HEADER_MAX_SIZE}"),
-            ));
-        }
-        let header_crc32 = u32_at(&raw, H_HEADER_CRC32);
-        let computed = header_crc(&raw, header_size);
-        if computed != header_crc32 {
-            return Err(err(
-                "header_crc32",
-                H_HEADER_CRC32,
-                format!("{header_crc32:#010x}"),
-                format!("{computed:#010x} (computed)"),
-            ));
-        }
-        let h = GptHeader {
+        check_preamble(&raw, at)?;
+        let h = GptHeader::decode(raw);
+        h.check_lbas(disk_sectors, at)?;
+        h.check_entry_array(disk_sectors, at)?;
+        Ok(h)
+    }
+
+    /// The header's fields read from its sector, unchecked.
+    fn decode(raw: [u8; SECTOR_BYTES]) -> GptHeader {
+        GptHeader {
             raw,
-            revision,
-            header_size,
-            header_crc32,
+            revision: u32_at(&raw, H_REVISION),
+            header_size: u32_at(&raw, H_HEADER_SIZE),
+            header_crc32: u32_at(&raw, H_HEADER_CRC32),
             my_lba: u64_at(&raw, H_MY_LBA),
             alternate_lba: u64_at(&raw, H_ALTERNATE_LBA),
             first_usable_lba: u64_at(&raw, H_FIRST_USABLE_LBA),
@@ -182,80 +207,90 @@ impl GptHeader {
             number_of_partition_entries: u32_at(&raw, H_NUMBER_OF_PARTITION_ENTRIES),
             size_of_partition_entry: u32_at(&raw, H_SIZE_OF_PARTITION_ENTRY),
             partition_entry_array_crc32: u32_at(&raw, H_PARTITION_ENTRY_ARRAY_CRC32),
-        };
+        }
+    }
+
+    /// Both header LBAs inside the disk, the usable area in order and inside it.
+    fn check_lbas(&self, disk_sectors: u64, at: HeaderAt) -> Result<(), FormatError> {
         let last_lba = disk_sectors.saturating_sub(1);
-        if h.my_lba >= disk_sectors {
-            return Err(err(
+        if self.my_lba >= disk_sectors {
+            return Err(at.err(
                 "my_lba",
                 H_MY_LBA,
-                h.my_lba.to_string(),
+                self.my_lba.to_string(),
                 format!("at most {last_lba} (disk has {disk_sectors} sectors)"),
             ));
         }
-        if h.alternate_lba >= disk_sectors {
-            return Err(err(
+        if self.alternate_lba >= disk_sectors {
+            return Err(at.err(
                 "alternate_lba",
                 H_ALTERNATE_LBA,
-                h.alternate_lba.to_string(),
+                self.alternate_lba.to_string(),
                 format!("at most {last_lba} (disk has {disk_sectors} sectors)"),
             ));
         }
-        let entry_size = h.size_of_partition_entry;
+        Ok(())
+    }
+
+    /// Entry size and count bounded; the usable area in order and inside the
+    /// disk; the array outside the usable area and inside the disk.
+    fn check_entry_array(&self, disk_sectors: u64, at: HeaderAt) -> Result<(), FormatError> {
+        let entry_size = self.size_of_partition_entry;
         if !(ENTRY_MIN_SIZE..=ENTRY_MAX_SIZE).contains(&entry_size) || !entry_size.is_power_of_two()
         {
-            return Err(err(
+            return Err(at.err(
                 "size_of_partition_entry",
                 H_SIZE_OF_PARTITION_ENTRY,
                 entry_size.to_string(),
                 format!("128 × 2^n, at most {ENTRY_MAX_SIZE}"),
             ));
         }
-        let array_bytes = h.entry_array_bytes();
-        if h.number_of_partition_entries == 0 || array_bytes > MAX_ENTRY_ARRAY_BYTES {
-            return Err(err(
+        let array_bytes = self.entry_array_bytes();
+        if self.number_of_partition_entries == 0 || array_bytes > MAX_ENTRY_ARRAY_BYTES {
+            return Err(at.err(
                 "number_of_partition_entries",
                 H_NUMBER_OF_PARTITION_ENTRIES,
-                h.number_of_partition_entries.to_string(),
+                self.number_of_partition_entries.to_string(),
                 format!(
                     "1 or more, with the array at most {MAX_ENTRY_ARRAY_BYTES} bytes \
                      ({entry_size}-byte entries)"
                 ),
             ));
         }
-        if h.first_usable_lba > h.last_usable_lba || h.last_usable_lba >= disk_sectors {
-            return Err(err(
+        if self.first_usable_lba > self.last_usable_lba || self.last_usable_lba >= disk_sectors {
+            return Err(at.err(
                 "last_usable_lba",
                 H_LAST_USABLE_LBA,
                 format!(
                     "{} (first_usable_lba {})",
-                    h.last_usable_lba, h.first_usable_lba
+                    self.last_usable_lba, self.first_usable_lba
                 ),
                 format!("at least first_usable_lba and below the disk's {disk_sectors} sectors"),
             ));
         }
-        // The array must lie outside the usable area and inside the disk.
-        let array_end = h
+        let array_end = self
             .partition_entry_lba
-            .saturating_add(h.entry_array_sectors());
-        let array_ok = h.partition_entry_lba >= 2
+            .saturating_add(self.entry_array_sectors());
+        let array_ok = self.partition_entry_lba >= 2
             && array_end <= disk_sectors
-            && (array_end <= h.first_usable_lba || h.partition_entry_lba > h.last_usable_lba);
+            && (array_end <= self.first_usable_lba
+                || self.partition_entry_lba > self.last_usable_lba);
         if !array_ok {
-            return Err(err(
+            return Err(at.err(
                 "partition_entry_lba",
                 H_PARTITION_ENTRY_LBA,
                 format!(
                     "{} ({} sectors of entries)",
-                    h.partition_entry_lba,
-                    h.entry_array_sectors()
+                    self.partition_entry_lba,
+                    self.entry_array_sectors()
                 ),
                 format!(
                     "an array at LBA 2 or later, outside usable LBAs {}..={} and inside the disk",
-                    h.first_usable_lba, h.last_usable_lba
+                    self.first_usable_lba, self.last_usable_lba
                 ),
             ));
         }
-        Ok(h)
+        Ok(())
     }
 
     /// Bytes of the entry array the header describes (bounded by validation).

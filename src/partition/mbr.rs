@@ -7,7 +7,7 @@
 use crate::format::FormatError;
 
 /// Bytes in an MBR or EBR sector.
-pub const MBR_SIZE: usize = 512;
+pub const MBR_SIZE: usize = super::SECTOR_BYTES;
 /// Offset of the boot signature 0x55 0xAA.
 pub const BOOT_SIGNATURE_OFFSET: usize = 510;
 /// The boot signature.

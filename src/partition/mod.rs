@@ -27,8 +27,10 @@ pub use read::read_table;
 
 use crate::format::FormatError;
 
-/// Bytes in a sector (the only sector size supported).
-pub const SECTOR_SIZE: u64 = 512;
+/// Bytes in a sector of the disk (the VHD sector, the only size supported).
+pub use crate::format::SECTOR_SIZE;
+/// The same, as a length.
+pub const SECTOR_BYTES: usize = SECTOR_SIZE as usize;
 /// One MiB in sectors: growpart makes partition lengths whole MiB.
 pub const MIB_SECTORS: u64 = 2048;
 /// Sectors growpart keeps free at the end of any disk for a GPT backup
@@ -109,39 +111,9 @@ pub struct Table {
     pub backup_header_lba: Option<u64>,
 }
 
-/// Errors from reading, planning or applying.
-#[derive(Debug, thiserror::Error)]
-pub enum PartError {
-    #[error("I/O error {operation} at {offset:#x}: {source}")]
-    Io {
-        operation: &'static str,
-        offset: u64,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The bytes on disk are damaged.
-    #[error("corrupt {0}")]
-    Corrupt(FormatError),
-    /// The bytes make sense but this is not something we do.
-    #[error("unsupported: {0}")]
-    Unsupported(FormatError),
-    /// `apply` found the disk no longer matches the plan, or the result
-    /// read back differs from what was planned.
-    #[error("{when}: partition table expected {expected}, found {found}")]
-    Mismatch {
-        when: &'static str,
-        expected: String,
-        found: String,
-    },
-}
-
-fn io_err(operation: &'static str, offset: u64) -> impl FnOnce(std::io::Error) -> PartError {
-    move |source| PartError::Io {
-        operation,
-        offset,
-        source,
-    }
-}
+/// Errors from reading, planning or applying: the one error of code
+/// reading structures through a device.
+pub type PartError = crate::disk::device::DeviceError;
 
 fn lba_bytes(lba: u64, field: &'static str) -> Result<u64, PartError> {
     lba.checked_mul(SECTOR_SIZE).ok_or_else(|| {
@@ -152,22 +124,6 @@ fn lba_bytes(lba: u64, field: &'static str) -> Result<u64, PartError> {
             found: lba.to_string(),
             expected: "an LBA whose byte offset fits 64 bits".into(),
         })
-    })
-}
-
-fn corrupt(
-    structure: &'static str,
-    field: &'static str,
-    offset: u64,
-    found: String,
-    expected: String,
-) -> PartError {
-    PartError::Corrupt(FormatError {
-        structure,
-        field,
-        offset,
-        found,
-        expected,
     })
 }
 
@@ -231,22 +187,6 @@ pub fn serialize_write_extents<S: serde::Serializer>(
         })?;
     }
     seq.end()
-}
-
-fn unsupported(
-    structure: &'static str,
-    field: &'static str,
-    offset: u64,
-    found: String,
-    expected: String,
-) -> PartError {
-    PartError::Unsupported(FormatError {
-        structure,
-        field,
-        offset,
-        found,
-        expected,
-    })
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use super::growpart::growpart_end;
 use super::mbr::{self, Mbr};
 use super::read::{gpt_table, read_parsed, Parsed};
 use super::{
-    corrupt, entry_field_offset, lba_bytes, unsupported, GrowRule, PartError, PartGrowPlan,
-    PartitionInfo, PartitionRole, Table, GROWPART_MBR_MAX_END, SECTOR_SIZE,
+    entry_field_offset, lba_bytes, GrowRule, PartError, PartGrowPlan, PartitionInfo, PartitionRole,
+    Table, GROWPART_MBR_MAX_END, SECTOR_BYTES, SECTOR_SIZE,
 };
 use crate::disk::device::Device;
 
@@ -23,7 +23,7 @@ pub fn plan_grow_partition(
     let (parsed, before) = read_parsed(dev)?;
     let part = lone_partition_one(&before)?;
     if new_disk_bytes > dev.size_bytes() {
-        return Err(unsupported(
+        return Err(PartError::unsupported(
             "disk",
             "size",
             0,
@@ -47,7 +47,7 @@ pub fn plan_grow_partition(
         notes,
     };
     match parsed {
-        Parsed::None => Err(unsupported(
+        Parsed::None => Err(PartError::unsupported(
             "partition table",
             "kind",
             0,
@@ -72,11 +72,48 @@ struct Grow {
     notes: Vec<String>,
 }
 
+impl Grow {
+    /// growpart's end for partition 1 (at most `max_end`, a length of at
+    /// most `max_len` sectors), or its old end, with a note, when it cannot
+    /// grow by at least 1 MiB.
+    fn growpart_end_or_keep(&mut self, max_end: u64, max_len: u64) -> u64 {
+        let part = &self.part;
+        growpart_end(
+            self.rule,
+            part.start_lba,
+            part.end_lba,
+            max_end,
+            self.new_sectors,
+            max_len,
+        )
+        .unwrap_or_else(|| {
+            self.notes.push(format!(
+                "growpart rule: partition 1 (end {}) cannot grow by at least 1 MiB; unchanged",
+                part.end_lba
+            ));
+            part.end_lba
+        })
+    }
+
+    /// The plan: `writes` turn the table into `after`, partition 1 ending at
+    /// `new_end`.
+    fn into_plan(self, after: Table, writes: Vec<(u64, Vec<u8>)>, new_end: u64) -> PartGrowPlan {
+        PartGrowPlan {
+            rule: self.rule,
+            partition_changed: new_end != self.part.end_lba,
+            before: self.before,
+            after,
+            writes,
+            notes: self.notes,
+        }
+    }
+}
+
 /// The partition the grower grows: partition 1, the only one.
 fn lone_partition_one(table: &Table) -> Result<PartitionInfo, PartError> {
     match table.partitions.as_slice() {
         [p] if p.number == 1 => Ok(p.clone()),
-        ps => Err(unsupported(
+        ps => Err(PartError::unsupported(
             "partition table",
             "partitions",
             0,
@@ -89,16 +126,11 @@ fn lone_partition_one(table: &Table) -> Result<PartitionInfo, PartError> {
     }
 }
 
-fn plan_mbr(m: &Mbr, grow: Grow) -> Result<PartGrowPlan, PartError> {
-    let Grow {
-        before,
-        part,
-        new_sectors,
-        rule,
-        mut notes,
-    } = grow;
+fn plan_mbr(m: &Mbr, mut grow: Grow) -> Result<PartGrowPlan, PartError> {
+    let part = grow.part.clone();
+    let new_sectors = grow.new_sectors;
     if part.role != PartitionRole::Primary {
-        return Err(unsupported(
+        return Err(PartError::unsupported(
             "MBR",
             "partition_type",
             entry_field_offset(0, 0, mbr::ENTRY_TYPE),
@@ -107,7 +139,7 @@ fn plan_mbr(m: &Mbr, grow: Grow) -> Result<PartGrowPlan, PartError> {
         ));
     }
     if new_sectors <= part.end_lba {
-        return Err(unsupported(
+        return Err(PartError::unsupported(
             "disk",
             "size",
             0,
@@ -118,12 +150,12 @@ fn plan_mbr(m: &Mbr, grow: Grow) -> Result<PartGrowPlan, PartError> {
     let start = part.start_lba;
     // The MBR's size field is 32 bits.
     let max_len = u64::from(u32::MAX);
-    let new_end = match rule {
+    let new_end = match grow.rule {
         GrowRule::Nova => {
             let end = new_sectors - 1;
             let len = end - start + 1;
             if len > max_len {
-                return Err(unsupported(
+                return Err(PartError::unsupported(
                     "MBR",
                     "size_sectors",
                     entry_field_offset(0, 0, mbr::ENTRY_SIZE_SECTORS),
@@ -136,29 +168,19 @@ fn plan_mbr(m: &Mbr, grow: Grow) -> Result<PartGrowPlan, PartError> {
             end
         }
         GrowRule::Growpart | GrowRule::GrowpartLegacy => {
-            let max_end = (new_sectors - 1).min(GROWPART_MBR_MAX_END);
             if new_sectors > GROWPART_MBR_MAX_END {
-                notes.push("MBR disk larger than 2 TiB: the space beyond is left unused".into());
+                grow.notes
+                    .push("MBR disk larger than 2 TiB: the space beyond is left unused".into());
             }
-            match growpart_end(rule, start, part.end_lba, max_end, new_sectors, max_len) {
-                Some(e) => e,
-                None => {
-                    notes.push(format!(
-                        "growpart rule: partition 1 (end {}) cannot grow by at least 1 MiB; unchanged",
-                        part.end_lba
-                    ));
-                    part.end_lba
-                }
-            }
+            grow.growpart_end_or_keep((new_sectors - 1).min(GROWPART_MBR_MAX_END), max_len)
         }
     };
-    let partition_changed = new_end != part.end_lba;
     let mut after_mbr = m.clone();
     let mut writes = Vec::new();
-    if partition_changed {
+    if new_end != part.end_lba {
         let entry = &mut after_mbr.entries[0];
         let len = u32::try_from(new_end - start + 1).map_err(|_| {
-            unsupported(
+            PartError::unsupported(
                 "MBR",
                 "size_sectors",
                 entry_field_offset(0, 0, mbr::ENTRY_SIZE_SECTORS),
@@ -171,75 +193,25 @@ fn plan_mbr(m: &Mbr, grow: Grow) -> Result<PartGrowPlan, PartError> {
         entry.end_chs = mbr::lba_to_chs(new_end);
         writes.push((0, after_mbr.to_bytes().to_vec()));
     }
-    let mut after = before.clone();
+    let mut after = grow.before.clone();
     after.disk_sectors = new_sectors;
     after.partitions[0].end_lba = new_end;
     after.partitions[0].size_sectors = new_end - start + 1;
-    Ok(PartGrowPlan {
-        rule,
-        before,
-        after,
-        writes,
-        partition_changed,
-        notes,
-    })
+    Ok(grow.into_plan(after, writes, new_end))
 }
 
 fn plan_gpt(
     pmbr: &Mbr,
     header: &GptHeader,
     mut array: Vec<u8>,
-    grow: Grow,
+    mut grow: Grow,
 ) -> Result<PartGrowPlan, PartError> {
-    let Grow {
-        before,
-        part,
-        new_sectors,
-        rule,
-        mut notes,
-    } = grow;
-    let array_sectors = header.entry_array_sectors();
-    let too_small = || {
-        unsupported(
-            "disk",
-            "size",
-            0,
-            format!("{new_sectors} sectors"),
-            format!(
-                "room after the backup header's old LBA {} and after partition 1 (end {}) for a {array_sectors}-sector entry array and header",
-                header.alternate_lba, part.end_lba
-            ),
-        )
-    };
-    let new_alternate = new_sectors.checked_sub(1).ok_or_else(too_small)?;
-    let backup_array_lba = new_alternate
-        .checked_sub(array_sectors)
-        .ok_or_else(too_small)?;
-    let new_last_usable = backup_array_lba.checked_sub(1).ok_or_else(too_small)?;
-    if new_alternate < header.alternate_lba
-        || new_last_usable < part.end_lba
-        || new_last_usable < header.first_usable_lba
-    {
-        return Err(too_small());
-    }
-    // The backup array may not overlap the primary structures.
-    let primary_array_end = header.partition_entry_lba.saturating_add(array_sectors);
-    if backup_array_lba < primary_array_end {
-        return Err(too_small());
-    }
-    let new_end = gpt_new_end(
-        header,
-        &part,
-        new_sectors,
-        new_last_usable,
-        rule,
-        &mut notes,
-    )?;
-    let partition_changed = new_end != part.end_lba;
+    let places = GptPlaces::at_end(header, &grow.part, grow.new_sectors)?;
+    let new_end = gpt_new_end(header, &mut grow, places.last_usable_lba)?;
     let entry_size = usize::try_from(header.size_of_partition_entry).unwrap_or(usize::MAX);
     // Partition 1 is entry index 0 (numbering is index + 1).
     if !gpt::set_ending_lba(&mut array, entry_size, 0, new_end) {
-        return Err(corrupt(
+        return Err(PartError::corrupt(
             "GPT entry array",
             "length",
             0,
@@ -247,23 +219,90 @@ fn plan_gpt(
             "at least one entry".into(),
         ));
     }
-    let array_crc = crc32fast::hash(&array);
-
     let mut primary = header.clone();
-    primary.alternate_lba = new_alternate;
-    primary.last_usable_lba = new_last_usable;
-    primary.partition_entry_array_crc32 = array_crc;
-    let mut backup = primary.clone();
-    backup.my_lba = new_alternate;
-    backup.alternate_lba = gpt::PRIMARY_HEADER_LBA;
-    backup.partition_entry_lba = backup_array_lba;
+    primary.alternate_lba = places.alternate_lba;
+    primary.last_usable_lba = places.last_usable_lba;
+    primary.partition_entry_array_crc32 = crc32fast::hash(&array);
+    let new_pmbr = grow_protective(
+        pmbr,
+        header.alternate_lba,
+        places.alternate_lba,
+        &mut grow.notes,
+    );
+    let writes = gpt_writes(header, &primary, &places, &array, pmbr, &new_pmbr)?;
+    let after = gpt_table(&primary, &array, grow.new_sectors)?;
+    Ok(grow.into_plan(after, writes, new_end))
+}
 
-    // The protective entry covers the disk from LBA 1 (capped at 32 bits);
-    // move its end only if it reached the old end (a hybrid MBR is left alone).
+/// Where a grown GPT's backup structures go, at the disk's new end.
+struct GptPlaces {
+    /// The backup header: the disk's last sector.
+    alternate_lba: u64,
+    /// The backup entry array, just before the backup header.
+    backup_array_lba: u64,
+    /// The last usable LBA, just before the backup array.
+    last_usable_lba: u64,
+}
+
+impl GptPlaces {
+    /// The places on a disk of `new_sectors`, refused when the disk has no
+    /// room for them after the old backup header and partition 1, or when
+    /// the backup array would overlap the primary one.
+    fn at_end(
+        header: &GptHeader,
+        part: &PartitionInfo,
+        new_sectors: u64,
+    ) -> Result<GptPlaces, PartError> {
+        let array_sectors = header.entry_array_sectors();
+        let too_small = || {
+            PartError::unsupported(
+                "disk",
+                "size",
+                0,
+                format!("{new_sectors} sectors"),
+                format!(
+                    "room after the backup header's old LBA {} and after partition 1 (end {}) for a {array_sectors}-sector entry array and header",
+                    header.alternate_lba, part.end_lba
+                ),
+            )
+        };
+        let alternate_lba = new_sectors.checked_sub(1).ok_or_else(too_small)?;
+        let backup_array_lba = alternate_lba
+            .checked_sub(array_sectors)
+            .ok_or_else(too_small)?;
+        let last_usable_lba = backup_array_lba.checked_sub(1).ok_or_else(too_small)?;
+        if alternate_lba < header.alternate_lba
+            || last_usable_lba < part.end_lba
+            || last_usable_lba < header.first_usable_lba
+        {
+            return Err(too_small());
+        }
+        // The backup array may not overlap the primary structures.
+        let primary_array_end = header.partition_entry_lba.saturating_add(array_sectors);
+        if backup_array_lba < primary_array_end {
+            return Err(too_small());
+        }
+        Ok(GptPlaces {
+            alternate_lba,
+            backup_array_lba,
+            last_usable_lba,
+        })
+    }
+}
+
+/// The protective MBR after the grow: its entry covers the disk from LBA 1
+/// (capped at 32 bits); its end moves only if it reached the old end
+/// `old_alternate` (a hybrid MBR is otherwise left alone).
+fn grow_protective(
+    pmbr: &Mbr,
+    old_alternate: u64,
+    new_alternate: u64,
+    notes: &mut Vec<String>,
+) -> Mbr {
     let mut new_pmbr = pmbr.clone();
     for e in new_pmbr.entries.iter_mut() {
         let reached_end =
-            e.start_lba == 1 && (e.end_lba() >= header.alternate_lba || e.size_sectors == u32::MAX);
+            e.start_lba == 1 && (e.end_lba() >= old_alternate || e.size_sectors == u32::MAX);
         if e.partition_type == mbr::TYPE_GPT_PROTECTIVE && reached_end {
             e.size_sectors = u32::try_from(new_alternate).unwrap_or(u32::MAX);
             e.end_chs = mbr::lba_to_chs(new_alternate);
@@ -272,78 +311,75 @@ fn plan_gpt(
     if new_pmbr != *pmbr && pmbr.entries.iter().filter(|e| !e.is_empty()).count() > 1 {
         notes.push("hybrid MBR: only the protective entry was resized".into());
     }
+    new_pmbr
+}
 
+/// The writes of a grown GPT, in a safe order: the stale backup header
+/// erased, the backup array and header, then the primary ones, then the
+/// protective MBR if it changed.
+fn gpt_writes(
+    header: &GptHeader,
+    primary: &GptHeader,
+    places: &GptPlaces,
+    array: &[u8],
+    pmbr: &Mbr,
+    new_pmbr: &Mbr,
+) -> Result<Vec<(u64, Vec<u8>)>, PartError> {
+    let mut backup = primary.clone();
+    backup.my_lba = places.alternate_lba;
+    backup.alternate_lba = gpt::PRIMARY_HEADER_LBA;
+    backup.partition_entry_lba = places.backup_array_lba;
     let mut writes: Vec<(u64, Vec<u8>)> = Vec::new();
     let old_alt = header.alternate_lba;
-    if old_alt != new_alternate && old_alt < backup_array_lba && old_alt > header.last_usable_lba {
+    if old_alt != places.alternate_lba
+        && old_alt < places.backup_array_lba
+        && old_alt > header.last_usable_lba
+    {
         // Erase the stale backup header so no tool finds two GPTs.
-        writes.push((lba_bytes(old_alt, "alternate_lba")?, vec![0u8; 512]));
+        writes.push((
+            lba_bytes(old_alt, "alternate_lba")?,
+            vec![0u8; SECTOR_BYTES],
+        ));
     }
     // Backup first, primary last: an interrupted write leaves the primary intact.
     writes.push((
-        lba_bytes(backup_array_lba, "partition_entry_lba")?,
-        array.clone(),
+        lba_bytes(places.backup_array_lba, "partition_entry_lba")?,
+        array.to_vec(),
     ));
     writes.push((
-        lba_bytes(new_alternate, "alternate_lba")?,
+        lba_bytes(places.alternate_lba, "alternate_lba")?,
         backup.to_bytes().to_vec(),
     ));
     writes.push((
         lba_bytes(header.partition_entry_lba, "partition_entry_lba")?,
-        array.clone(),
+        array.to_vec(),
     ));
     writes.push((
         gpt::PRIMARY_HEADER_LBA * SECTOR_SIZE,
         primary.to_bytes().to_vec(),
     ));
-    if new_pmbr != *pmbr {
+    if new_pmbr != pmbr {
         writes.push((0, new_pmbr.to_bytes().to_vec()));
     }
-    let after = gpt_table(&primary, &array, new_sectors)?;
-    Ok(PartGrowPlan {
-        rule,
-        before,
-        after,
-        writes,
-        partition_changed,
-        notes,
-    })
+    Ok(writes)
 }
 
 /// Where partition 1 ends under `rule` on a GPT whose last usable LBA
 /// becomes `new_last_usable`.
 fn gpt_new_end(
     header: &GptHeader,
-    part: &PartitionInfo,
-    new_sectors: u64,
+    grow: &mut Grow,
     new_last_usable: u64,
-    rule: GrowRule,
-    notes: &mut Vec<String>,
 ) -> Result<u64, PartError> {
-    let new_end = match rule {
+    let new_end = match grow.rule {
         GrowRule::Nova => new_last_usable,
         GrowRule::Growpart | GrowRule::GrowpartLegacy => {
-            match growpart_end(
-                rule,
-                part.start_lba,
-                part.end_lba,
-                new_last_usable,
-                new_sectors,
-                u64::MAX,
-            ) {
-                Some(e) => e,
-                None => {
-                    notes.push(format!(
-                        "growpart rule: partition 1 (end {}) cannot grow by at least 1 MiB; unchanged",
-                        part.end_lba
-                    ));
-                    part.end_lba
-                }
-            }
+            grow.growpart_end_or_keep(new_last_usable, u64::MAX)
         }
     };
+    let part = &grow.part;
     if new_end < part.end_lba {
-        return Err(unsupported(
+        return Err(PartError::unsupported(
             "GPT entry",
             "ending_lba",
             header

@@ -6,34 +6,11 @@ use std::collections::BTreeSet;
 use super::gpt::{self, GptEntry, GptHeader};
 use super::mbr::{self, Mbr, MbrEntry};
 use super::{
-    corrupt, entry_field_offset, io_err, lba_bytes, PartError, PartitionInfo, PartitionRole, Table,
-    TableKind, MAX_LOGICAL_PARTITIONS, SECTOR_SIZE,
+    entry_field_offset, lba_bytes, PartError, PartitionInfo, PartitionRole, Table, TableKind,
+    MAX_LOGICAL_PARTITIONS, SECTOR_BYTES, SECTOR_SIZE,
 };
-use crate::disk::device::{check_range, Device};
+use crate::disk::device::{read_vec, Device};
 use crate::format::FormatError;
-
-fn read_vec(
-    dev: &dyn Device,
-    offset: u64,
-    len: u64,
-    what: &'static str,
-) -> Result<Vec<u8>, PartError> {
-    // Every caller bounds `len` (a sector, or a validated entry array).
-    let n = usize::try_from(len).map_err(|_| {
-        PartError::Unsupported(FormatError {
-            structure: what,
-            field: "length",
-            offset,
-            found: len.to_string(),
-            expected: "an addressable length".into(),
-        })
-    })?;
-    check_range(offset, n, dev.size_bytes()).map_err(io_err(what, offset))?;
-    let mut buf = vec![0u8; n];
-    dev.read_at(offset, &mut buf)
-        .map_err(io_err(what, offset))?;
-    Ok(buf)
-}
 
 /// The parsed structures behind a [`Table`], kept for planning.
 pub(super) enum Parsed {
@@ -57,7 +34,7 @@ pub(super) fn read_parsed(dev: &dyn Device) -> Result<(Parsed, Table), PartError
     let disk_sectors = dev.size_bytes() / SECTOR_SIZE;
     let none = Table {
         kind: TableKind::None,
-        sector_size: 512,
+        sector_size: SECTOR_SIZE as u32,
         disk_sectors,
         partitions: Vec::new(),
         disk_id: None,
@@ -111,7 +88,7 @@ fn looks_like_boot_sector(s: &[u8]) -> bool {
     const BS_FIL_SYS_TYPE_16: usize = 0x36;
     const BS_FIL_SYS_TYPE_32: usize = 0x52;
     const FAT_TYPE_PREFIX: &[u8; 3] = b"FAT";
-    if s.len() < 512 || !JUMPS.contains(&s[0]) {
+    if s.len() < SECTOR_BYTES || !JUMPS.contains(&s[0]) {
         return false;
     }
     if &s[OEM_ID] == NTFS_OEM_ID {
@@ -140,7 +117,7 @@ fn mbr_table(dev: &dyn Device, m: &Mbr, disk_sectors: u64) -> Result<Table, Part
         let start = u64::from(e.start_lba);
         let end = e.end_lba();
         if start == 0 || end >= disk_sectors {
-            return Err(corrupt(
+            return Err(PartError::corrupt(
                 "MBR",
                 "start_lba/size",
                 entry_field_offset(0, i, mbr::ENTRY_START_LBA),
@@ -163,7 +140,7 @@ fn mbr_table(dev: &dyn Device, m: &Mbr, disk_sectors: u64) -> Result<Table, Part
     }
     Ok(Table {
         kind: TableKind::Mbr,
-        sector_size: 512,
+        sector_size: SECTOR_SIZE as u32,
         disk_sectors,
         partitions,
         disk_id: Some(format!("{:#010x}", m.disk_signature)),
@@ -201,7 +178,7 @@ fn read_logicals(
     let mut number: u32 = 5;
     loop {
         if !seen.insert(ebr_lba) || seen.len() > MAX_LOGICAL_PARTITIONS {
-            return Err(corrupt(
+            return Err(PartError::corrupt(
                 "EBR",
                 "next_ebr",
                 ebr_lba.saturating_mul(SECTOR_SIZE),
@@ -219,7 +196,7 @@ fn read_logicals(
                 .saturating_add(u64::from(logical.size_sectors))
                 .saturating_sub(1);
             if logical.start_lba == 0 || end > ext_end {
-                return Err(corrupt(
+                return Err(PartError::corrupt(
                     "EBR",
                     "start_lba/size",
                     entry_field_offset(offset, 0, mbr::ENTRY_START_LBA),
@@ -236,7 +213,7 @@ fn read_logicals(
         }
         let next_lba = ext_start.saturating_add(u64::from(next.start_lba));
         if next_lba > ext_end {
-            return Err(corrupt(
+            return Err(PartError::corrupt(
                 "EBR",
                 "next_ebr",
                 entry_field_offset(offset, 1, mbr::ENTRY_START_LBA),
@@ -251,7 +228,7 @@ fn read_logicals(
 fn read_gpt(dev: &dyn Device, disk_sectors: u64) -> Result<(GptHeader, Vec<u8>), PartError> {
     let offset = gpt::PRIMARY_HEADER_LBA * SECTOR_SIZE;
     if disk_sectors < 2 {
-        return Err(corrupt(
+        return Err(PartError::corrupt(
             "GPT header",
             "signature",
             offset,
@@ -263,7 +240,7 @@ fn read_gpt(dev: &dyn Device, disk_sectors: u64) -> Result<(GptHeader, Vec<u8>),
     let header = GptHeader::parse(&sector, offset, disk_sectors, "GPT header")
         .map_err(classify_gpt_error)?;
     if header.my_lba != gpt::PRIMARY_HEADER_LBA {
-        return Err(corrupt(
+        return Err(PartError::corrupt(
             "GPT header",
             "my_lba",
             offset + u64::try_from(gpt::H_MY_LBA).unwrap_or(0),
@@ -318,7 +295,7 @@ pub(super) fn gpt_table(
             let at = array_offset
                 .saturating_add(entry_size.saturating_mul(u64::try_from(i).unwrap_or(0)))
                 .saturating_add(u64::try_from(gpt::STARTING_LBA_FIELD_OFFSET).unwrap_or(0));
-            return Err(corrupt(
+            return Err(PartError::corrupt(
                 "GPT entry",
                 "starting_lba/ending_lba",
                 at,
@@ -347,7 +324,7 @@ pub(super) fn gpt_table(
     }
     Ok(Table {
         kind: TableKind::Gpt,
-        sector_size: 512,
+        sector_size: SECTOR_SIZE as u32,
         disk_sectors,
         partitions,
         disk_id: Some(gpt::guid_string(header.disk_guid)),

@@ -21,7 +21,7 @@ use crate::check;
 use crate::disk::{detect, Kind, Source, VirtualDisk};
 use crate::format::footer::Creator;
 use crate::format::header::DEFAULT_BLOCK_SIZE;
-use crate::format::{DiskType, DynamicHeader, Footer, VHD_EPOCH_UNIX};
+use crate::format::{DiskType, DynamicHeader, Footer, SECTOR_SIZE, VHD_EPOCH_UNIX};
 use crate::pipeline::digest::{Algo, Digests};
 use crate::pipeline::plan::{self, full_bitmap, StoredBlock};
 use crate::pipeline::{self, DataSource, Progress};
@@ -60,7 +60,7 @@ impl Default for WriteOptions {
         WriteOptions {
             to: Target::Dynamic,
             block_size: DEFAULT_BLOCK_SIZE,
-            align: 512,
+            align: SECTOR_SIZE,
             creator: DEFAULT_CREATOR.into(),
             digests: Vec::new(),
             no_sync: false,
@@ -200,9 +200,9 @@ pub fn write_disk(
         ))
     })?;
     validate_block_size(opts.block_size)?;
-    if opts.to != Target::Raw && opts.align % 512 != 0 {
+    if opts.to != Target::Raw && opts.align % SECTOR_SIZE != 0 {
         return Err(Error::Usage(format!(
-            "--align {}: a VHD's size is a whole number of 512-byte sectors",
+            "--align {}: a VHD's size is a whole number of {SECTOR_SIZE}-byte sectors",
             opts.align
         )));
     }

@@ -1090,3 +1090,62 @@ pub fn run_tool(
     }
     child.wait_with_output().unwrap()
 }
+
+/// Runs the fixture script `testdata/<script>` into a temporary folder,
+/// once per test binary (`cell` holds the folder), and returns the folder.
+pub fn script_disks(
+    cell: &'static std::sync::OnceLock<tempfile::TempDir>,
+    script: &str,
+) -> &'static Path {
+    cell.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata")
+            .join(script);
+        let out = Command::new("bash")
+            .arg(path)
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+    .path()
+}
+
+/// A parent (`parent_id`, block 0 = `block0`) at `root/elsewhere/base.vhd`
+/// and a differencing child at `root/child/child.vhd` whose locators
+/// `locators` makes from the parent's path. Returns (root, child, parent).
+pub fn chain_in_two_folders(
+    parent_id: [u8; 16],
+    block0: &[u8],
+    locators: impl Fn(&Path) -> Vec<Locator>,
+) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let root = tempfile::tempdir().unwrap();
+    let elsewhere = root.path().join("elsewhere");
+    let child_dir = root.path().join("child");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::create_dir_all(&child_dir).unwrap();
+    let parent = Spec::dynamic(GOLDEN_SIZE, GOLDEN_BLOCK)
+        .unique_id(parent_id)
+        .block(0, block0)
+        .build()
+        .write(&elsewhere, "base.vhd");
+    let child = Spec::differencing(
+        GOLDEN_SIZE,
+        GOLDEN_BLOCK,
+        ParentLink {
+            name: "base.vhd".into(),
+            unique_id: parent_id,
+            locators: locators(&parent),
+        },
+    )
+    .unique_id([0x61; 16])
+    .build()
+    .write(&child_dir, "child.vhd");
+    (root, child, parent)
+}

@@ -4,6 +4,8 @@
 //! their named offsets.
 
 use super::csum::{crc16, crc32c_raw};
+use super::error::Problem;
+use super::geometry::Geometry;
 use super::superblock::Superblock;
 
 const BG_BLOCK_BITMAP_LO: usize = 0x00;
@@ -175,6 +177,36 @@ impl GroupDescs {
         self.get16(g, BG_CHECKSUM)
     }
 
+    /// Group `g`'s block bitmap, inode bitmap and inode table, each as
+    /// (field name, field offset in the descriptor, first block, blocks),
+    /// the table `inode_blocks_per_group` long.
+    pub fn table_locations(
+        &self,
+        g: usize,
+        inode_blocks_per_group: u64,
+    ) -> [(&'static str, u64, u64, u64); 3] {
+        [
+            (
+                "bg_block_bitmap",
+                BG_BLOCK_BITMAP_LO as u64,
+                self.block_bitmap(g),
+                1,
+            ),
+            (
+                "bg_inode_bitmap",
+                BG_INODE_BITMAP_LO as u64,
+                self.inode_bitmap(g),
+                1,
+            ),
+            (
+                "bg_inode_table",
+                BG_INODE_TABLE_LO as u64,
+                self.inode_table(g),
+                inode_blocks_per_group,
+            ),
+        ]
+    }
+
     /// Stores a block bitmap's CRC32C (the high half only where the
     /// descriptor is long enough to hold it).
     pub fn set_block_bitmap_csum(&mut self, g: usize, crc: u32) {
@@ -230,6 +262,48 @@ impl GroupDescs {
             self.put16(g, BG_CHECKSUM, sum);
         }
     }
+}
+
+/// Every group's descriptor checksum, and its bitmaps and inode table
+/// inside the filesystem past the first data block: the checks both the
+/// grower and the free-space reader make before trusting a descriptor
+/// table. `desc_offset(g)` is the byte offset of group `g`'s descriptor.
+pub fn check_groups(
+    sb: &Superblock,
+    geo: &Geometry,
+    descs: &GroupDescs,
+    desc_offset: &dyn Fn(u64) -> u64,
+) -> Result<(), Problem> {
+    for (gi, g) in (0..descs.count()).zip(0u64..) {
+        if let Some(computed) = descs.compute_checksum(sb, gi) {
+            let stored = descs.checksum(gi);
+            if stored != computed {
+                return Err(Problem {
+                    structure: "group descriptor",
+                    field: "bg_checksum",
+                    offset: desc_offset(g) + BG_CHECKSUM as u64,
+                    found: format!("{stored:#06x} (group {g})"),
+                    expected: format!("{computed:#06x} (computed)"),
+                });
+            }
+        }
+        for (field, off, block, len) in descs.table_locations(gi, geo.inode_blocks_per_group) {
+            if block <= geo.first_data_block || block.saturating_add(len) > geo.blocks_count {
+                return Err(Problem {
+                    structure: "group descriptor",
+                    field,
+                    offset: desc_offset(g) + off,
+                    found: format!("{block} (group {g})"),
+                    expected: format!(
+                        "a block inside {}..{}",
+                        geo.first_data_block + 1,
+                        geo.blocks_count
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

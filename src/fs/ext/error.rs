@@ -56,3 +56,28 @@ impl FsError {
         FsError::Unsupported { what: what.into() }
     }
 }
+
+/// A structure holding a value that cannot be right, named (structure,
+/// field, byte offset, value found and expected) the same way for every
+/// caller: the grower maps it to [`FsError::Corrupt`], the free-space reader
+/// to its own error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub structure: &'static str,
+    pub field: &'static str,
+    pub offset: u64,
+    pub found: String,
+    pub expected: String,
+}
+
+impl From<Problem> for FsError {
+    fn from(p: Problem) -> FsError {
+        FsError::Corrupt {
+            structure: p.structure,
+            field: p.field,
+            offset: p.offset,
+            found: p.found,
+            expected: p.expected,
+        }
+    }
+}

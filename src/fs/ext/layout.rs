@@ -18,7 +18,9 @@ use super::superblock::*;
 pub const SYS_PAGE_SIZE: u64 = 4096;
 /// A last group must have this many blocks beyond its overhead to be kept.
 const LAST_GROUP_MIN_DATA_BLOCKS: u64 = 50;
-const SECTOR: u64 = 512;
+/// The unit of an inode's `i_blocks`: 512 bytes whatever the block or the
+/// disk's sector size (no `huge_file` scaling on the resize inode).
+const I_BLOCKS_UNIT: u64 = 512;
 
 pub(super) fn to_usize(v: u64, what: &'static str) -> Result<usize, FsError> {
     usize::try_from(v)
@@ -539,7 +541,7 @@ pub fn scaled_reserved(r_old: u64, old_blocks: u64, new_blocks: u64) -> u64 {
 /// reserved GDT block, and each block's backups.
 pub fn resize_inode_sectors(geo: &Geometry) -> u64 {
     let backups = geo.backup_groups().count() as u64;
-    (1 + geo.reserved_gdt_blocks * (1 + backups)) * (geo.block_size / SECTOR)
+    (1 + geo.reserved_gdt_blocks * (1 + backups)) * (geo.block_size / I_BLOCKS_UNIT)
 }
 
 #[cfg(test)]

@@ -58,8 +58,8 @@ mod resize_inode;
 pub mod superblock;
 mod validate;
 
-pub use error::FsError;
-pub use layout::Strategy;
+pub use error::{FsError, Problem};
+pub use layout::{geometry_of, Strategy};
 
 use crate::disk::device::Device;
 use layout::Layout;

@@ -4,7 +4,7 @@
 //! reaches a group whose bitmap was not read, that one bitmap is read and
 //! the layout computed again.
 
-use super::desc::{GroupDescs, BG_BLOCK_UNINIT};
+use super::desc::{check_groups, GroupDescs, BG_BLOCK_UNINIT};
 use super::error::FsError;
 use super::layout::{compute, geometry_of, to_usize, ComputeError, Layout, OldFs, Regions};
 use super::resize_inode::ResizeInode;
@@ -95,45 +95,7 @@ pub fn read_fs(dev: &dyn Device) -> Result<Option<OldFs>, FsError> {
         let at = geo.desc_block_locations(g / per).first().map_or(0, |l| l.1);
         at * geo.block_size + (g % per) * geo.desc_size
     };
-    for g in 0..geo.groups {
-        let gi = to_usize(g, "group")?;
-        if let Some(computed) = descs.compute_checksum(&sb, gi) {
-            let stored = descs.checksum(gi);
-            if stored != computed {
-                return Err(FsError::corrupt(
-                    "group descriptor",
-                    "bg_checksum",
-                    desc_offset(g) + 0x1E,
-                    format!("{stored:#06x} (group {g})"),
-                    format!("{computed:#06x} (computed)"),
-                ));
-            }
-        }
-        for (field, off, block, len) in [
-            ("bg_block_bitmap", 0x00, descs.block_bitmap(gi), 1),
-            ("bg_inode_bitmap", 0x04, descs.inode_bitmap(gi), 1),
-            (
-                "bg_inode_table",
-                0x08,
-                descs.inode_table(gi),
-                geo.inode_blocks_per_group,
-            ),
-        ] {
-            if block <= geo.first_data_block || block.saturating_add(len) > geo.blocks_count {
-                return Err(FsError::corrupt(
-                    "group descriptor",
-                    field,
-                    desc_offset(g) + off,
-                    format!("{block} (group {g})"),
-                    format!(
-                        "a block inside {}..{}",
-                        geo.first_data_block + 1,
-                        geo.blocks_count
-                    ),
-                ));
-            }
-        }
-    }
+    check_groups(&sb, &geo, &descs, &desc_offset)?;
     validate_descriptors(&sb, &geo, &descs, &desc_offset)?;
     validate_table_locations(&sb, &geo, &descs, &desc_offset)?;
     Ok(Some(OldFs { sb, geo, descs }))

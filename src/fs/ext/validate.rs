@@ -214,16 +214,7 @@ pub fn validate_table_locations(
                 None,
             ));
         }
-        for (field, off, start, len) in [
-            ("bg_block_bitmap", 0x00, descs.block_bitmap(gi), 1),
-            ("bg_inode_bitmap", 0x04, descs.inode_bitmap(gi), 1),
-            (
-                "bg_inode_table",
-                0x08,
-                descs.inode_table(gi),
-                geo.inode_blocks_per_group,
-            ),
-        ] {
+        for (field, off, start, len) in descs.table_locations(gi, geo.inode_blocks_per_group) {
             let inside = start >= geo.group_first(g)
                 && start.saturating_add(len) <= geo.group_first(g) + geo.group_blocks(g);
             if !flex && !inside {

@@ -3,10 +3,11 @@
 //! writes run in order and the volume must read back as planned.
 
 use super::bpb::off;
-use super::error::{io_err, FatError};
+use super::error::FatError;
 use super::plan::{FatGrowPlan, Move};
 use super::probe;
 use crate::disk::device::Device;
+use crate::disk::device::DeviceError;
 
 /// Bytes copied per step when moving data.
 const COPY_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
@@ -20,9 +21,9 @@ fn copy_up(dev: &mut dyn Device, m: &Move) -> Result<(), FatError> {
         remaining -= n;
         let chunk = &mut buf[..usize::try_from(n).unwrap_or(0)];
         dev.read_at(m.from + remaining, chunk)
-            .map_err(io_err("moving data (read)", m.from + remaining))?;
+            .map_err(DeviceError::io("moving data (read)", m.from + remaining))?;
         dev.write_at(m.to + remaining, chunk)
-            .map_err(io_err("moving data (write)", m.to + remaining))?;
+            .map_err(DeviceError::io("moving data (write)", m.to + remaining))?;
     }
     Ok(())
 }
@@ -33,11 +34,12 @@ fn copy_up(dev: &mut dyn Device, m: &Move) -> Result<(), FatError> {
 pub fn apply_grow(dev: &mut dyn Device, plan: &FatGrowPlan) -> Result<(), FatError> {
     let now = probe(dev)?;
     if now.as_ref() != Some(&plan.before) {
-        return Err(FatError::Mismatch {
+        return Err(FatError::Device(DeviceError::Mismatch {
+            what: "FAT volume",
             when: "before writing",
             expected: format!("{:?}", plan.before),
             found: format!("{now:?}"),
-        });
+        }));
     }
     let size = dev.size_bytes();
     let fits = |at: u64, len: u64| at.checked_add(len).is_some_and(|e| e <= size);
@@ -48,11 +50,12 @@ pub fn apply_grow(dev: &mut dyn Device, plan: &FatGrowPlan) -> Result<(), FatErr
         && plan.zero_fills.iter().all(|&(at, len)| fits(at, len))
         && plan.writes.iter().all(|(at, b)| fits(*at, off(b.len())));
     if !all_fit {
-        return Err(FatError::Mismatch {
+        return Err(FatError::Device(DeviceError::Mismatch {
+            what: "FAT volume",
             when: "checking the plan",
             expected: format!("steps inside the device's {size} bytes"),
             found: "a step outside it".into(),
-        });
+        }));
     }
     for m in &plan.moves {
         copy_up(dev, m)?;
@@ -64,21 +67,22 @@ pub fn apply_grow(dev: &mut dyn Device, plan: &FatGrowPlan) -> Result<(), FatErr
             let n = COPY_CHUNK_BYTES.min(len - done);
             let chunk = &zeros[..usize::try_from(n).unwrap_or(0)];
             dev.write_at(at + done, chunk)
-                .map_err(io_err("zeroing new FAT sectors", at + done))?;
+                .map_err(DeviceError::io("zeroing new FAT sectors", at + done))?;
             done += n;
         }
     }
     for (at, bytes) in &plan.writes {
         dev.write_at(*at, bytes)
-            .map_err(io_err("writing FAT metadata", *at))?;
+            .map_err(DeviceError::io("writing FAT metadata", *at))?;
     }
     let back = probe(dev)?;
     if back.as_ref() != Some(&plan.after) {
-        return Err(FatError::Mismatch {
+        return Err(FatError::Device(DeviceError::Mismatch {
+            what: "FAT volume",
             when: "after writing",
             expected: format!("{:?}", plan.after),
             found: format!("{back:?}"),
-        });
+        }));
     }
     Ok(())
 }

@@ -1,25 +1,18 @@
 //! The one error type of the FAT code. Corrupt and unsupported fields are
-//! [`FormatError`]s naming the structure, the field, its offset and both
+//! [`crate::format::FormatError`]s naming the structure, the field, its offset and both
 //! values; the rest say why a grow cannot be done.
 
 use super::bpb::off;
-use crate::disk::device::{check_range, Device};
-use crate::format::FormatError;
+pub(super) use crate::disk::device::read_vec;
+use crate::disk::device::DeviceError;
 
 /// Errors from probing, planning and growing.
 #[derive(Debug, thiserror::Error)]
 pub enum FatError {
-    #[error("I/O error {operation} at {offset:#x}: {source}")]
-    Io {
-        operation: &'static str,
-        offset: u64,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("corrupt {0}")]
-    Corrupt(FormatError),
-    #[error("unsupported: {0}")]
-    Unsupported(FormatError),
+    /// I/O, a corrupt or unsupported field, a device that no longer matches
+    /// the plan: the same as the partition code's.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
     #[error("no FAT filesystem found (boot sector has no FAT BPB)")]
     NotFat,
     #[error(
@@ -51,33 +44,10 @@ pub enum FatError {
         needed_sectors: u64,
         max_in_place_bytes: u64,
     },
-    #[error("{when}: FAT volume expected {expected}, found {found}")]
-    Mismatch {
-        when: &'static str,
-        expected: String,
-        found: String,
-    },
-}
-
-pub(super) fn io_err(
-    operation: &'static str,
-    offset: u64,
-) -> impl FnOnce(std::io::Error) -> FatError {
-    move |source| FatError::Io {
-        operation,
-        offset,
-        source,
-    }
 }
 
 pub(super) fn corrupt(field: &'static str, at: usize, found: String, expected: String) -> FatError {
-    FatError::Corrupt(FormatError {
-        structure: "FAT boot sector",
-        field,
-        offset: off(at),
-        found,
-        expected,
-    })
+    DeviceError::corrupt("FAT boot sector", field, off(at), found, expected).into()
 }
 
 pub(super) fn unsupported(
@@ -87,33 +57,5 @@ pub(super) fn unsupported(
     found: String,
     expected: String,
 ) -> FatError {
-    FatError::Unsupported(FormatError {
-        structure,
-        field,
-        offset,
-        found,
-        expected,
-    })
-}
-
-pub(super) fn read_vec(
-    dev: &dyn Device,
-    offset: u64,
-    len: u64,
-    what: &'static str,
-) -> Result<Vec<u8>, FatError> {
-    let n = usize::try_from(len).map_err(|_| {
-        unsupported(
-            what,
-            "length",
-            offset,
-            len.to_string(),
-            "an addressable length".into(),
-        )
-    })?;
-    check_range(offset, n, dev.size_bytes()).map_err(io_err(what, offset))?;
-    let mut buf = vec![0u8; n];
-    dev.read_at(offset, &mut buf)
-        .map_err(io_err(what, offset))?;
-    Ok(buf)
+    DeviceError::unsupported(structure, field, offset, found, expected).into()
 }

@@ -18,10 +18,10 @@
 
 use super::{read, runs_from_bitmap, FreeSpace, Run, UsageError};
 use crate::disk::device::Device;
-use crate::fs::ext::desc::{GroupDescs, BG_BLOCK_UNINIT};
+use crate::fs::ext::desc::{check_groups, GroupDescs, BG_BLOCK_UNINIT};
 use crate::fs::ext::geometry::Geometry;
 use crate::fs::ext::superblock::*;
-use crate::fs::ext::FsError;
+use crate::fs::ext::{geometry_of, FsError};
 
 /// Largest descriptor table read (a 2 TiB filesystem with 4 KiB blocks has
 /// 1 MiB of 64-byte descriptors).
@@ -126,25 +126,6 @@ fn check_readable(sb: &Superblock) -> Result<(), UsageError> {
     Ok(())
 }
 
-fn geometry_of(sb: &Superblock) -> Geometry {
-    let block_size = u64::from(sb.block_size());
-    let inode_bytes = u64::from(sb.inodes_per_group) * u64::from(sb.inode_size);
-    Geometry {
-        block_size,
-        first_data_block: u64::from(sb.first_data_block),
-        blocks_per_group: u64::from(sb.blocks_per_group),
-        blocks_count: sb.blocks_count,
-        groups: sb.group_count_for(sb.blocks_count),
-        desc_size: u64::from(sb.desc_size),
-        inode_blocks_per_group: inode_bytes.div_ceil(block_size),
-        sparse_super: sb.has_ro_compat(RO_COMPAT_SPARSE_SUPER),
-        meta_bg: sb.has_incompat(INCOMPAT_META_BG),
-        first_meta_bg: u64::from(sb.first_meta_bg),
-        reserved_gdt_blocks: u64::from(sb.reserved_gdt_blocks),
-        flex_size: 0,
-    }
-}
-
 /// Checks the shape before any size is derived from it.
 fn check_geometry(geo: &Geometry, dev: &dyn Device) -> Result<(), UsageError> {
     let field = |name, off: u64, found: u64, expected: String| {
@@ -235,46 +216,11 @@ fn read_descs(dev: &dyn Device, sb: &Superblock, geo: &Geometry) -> Result<Group
     let descs = GroupDescs::from_bytes(table, desc_size, groups)
         .ok_or_else(|| UsageError::corrupt("group descriptor table", "length", 0, 0, groups))?;
     let per = to_usize(geo.desc_per_block(), "descriptors per block")?;
-    let desc_at =
-        |g: usize| offsets.get(g / per).copied().unwrap_or(0) + ((g % per) * desc_size) as u64;
-    for g in 0..groups {
-        if let Some(computed) = descs.compute_checksum(sb, g) {
-            let stored = descs.checksum(g);
-            if stored != computed {
-                return Err(UsageError::corrupt(
-                    "group descriptor",
-                    "bg_checksum",
-                    desc_at(g) + 0x1E,
-                    format!("{stored:#06x} (group {g})"),
-                    format!("{computed:#06x} (computed)"),
-                ));
-            }
-        }
-        for (field, off, block, len) in [
-            ("bg_block_bitmap", 0x00, descs.block_bitmap(g), 1),
-            ("bg_inode_bitmap", 0x04, descs.inode_bitmap(g), 1),
-            (
-                "bg_inode_table",
-                0x08,
-                descs.inode_table(g),
-                geo.inode_blocks_per_group,
-            ),
-        ] {
-            if block <= geo.first_data_block || block.saturating_add(len) > geo.blocks_count {
-                return Err(UsageError::corrupt(
-                    "group descriptor",
-                    field,
-                    desc_at(g) + off,
-                    format!("{block} (group {g})"),
-                    format!(
-                        "a block inside {}..{}",
-                        geo.first_data_block + 1,
-                        geo.blocks_count
-                    ),
-                ));
-            }
-        }
-    }
+    let desc_at = |g: u64| {
+        let g = usize::try_from(g).unwrap_or(usize::MAX);
+        offsets.get(g / per).copied().unwrap_or(0) + ((g % per) * desc_size) as u64
+    };
+    check_groups(sb, geo, &descs, &desc_at)?;
     Ok(descs)
 }
 
@@ -319,7 +265,7 @@ pub fn open(dev: &dyn Device) -> Result<Option<ExtFree>, UsageError> {
     }
     let sb = Superblock::parse(&raw, SUPERBLOCK_OFFSET).map_err(from_fs)?;
     check_readable(&sb)?;
-    let geo = geometry_of(&sb);
+    let geo = geometry_of(&sb, sb.blocks_count);
     check_geometry(&geo, dev)?;
     let descs = read_descs(dev, &sb, &geo)?;
     let tables = table_extents(&descs, &geo);

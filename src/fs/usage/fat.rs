@@ -8,7 +8,7 @@
 //! bit cleared, or the boot sector's dirty flag set): its FAT may be stale.
 
 use super::{push_run, read, FreeSpace, Run, UsageError};
-use crate::disk::device::Device;
+use crate::disk::device::{Device, DeviceError};
 use crate::fs::fat::{FatError, FatInfo};
 
 /// Entries read per step when streaming a FAT (a multiple of 2, so that
@@ -82,7 +82,7 @@ pub fn open(dev: &dyn Device) -> Result<Option<FatFree>, UsageError> {
     let info = match crate::fs::fat::probe(dev) {
         Ok(Some(info)) => info,
         Ok(None) | Err(FatError::NotFat) => return Ok(None),
-        Err(FatError::Corrupt(e)) => {
+        Err(FatError::Device(DeviceError::Corrupt(e))) => {
             return Err(UsageError::Corrupt {
                 structure: e.structure,
                 field: e.field,

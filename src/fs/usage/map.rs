@@ -21,9 +21,10 @@ use serde::Serialize;
 use super::{ext, fat, ntfs, swap, FreeSpace, Run, UsageError, Window};
 use crate::disk::VirtualDisk;
 use crate::fs::detect::{detect, FsKind};
-use crate::partition::{read_table, PartitionInfo, PartitionRole, Table, TableKind};
+use crate::partition::{
+    read_table, PartitionInfo, PartitionRole, Table, TableKind, SECTOR_BYTES, SECTOR_SIZE,
+};
 
-const SECTOR: u64 = 512;
 const LUKS_MAGIC: &[u8; 6] = b"LUKS\xba\xbe";
 
 /// What a region is.
@@ -241,7 +242,7 @@ fn stored_nonzero(disk: &dyn VirtualDisk, offset: u64, len: u64) -> Result<u64, 
                 })?;
             if let Some(data) = block.data() {
                 count += data
-                    .chunks(SECTOR as usize)
+                    .chunks(SECTOR_BYTES)
                     .filter(|s| !crate::pipeline::zero::is_zero(s))
                     .map(|s| s.len() as u64)
                     .sum::<u64>();
@@ -319,7 +320,7 @@ fn fs_name(dev: &Window<'_>) -> String {
 
 /// A table entry's span in bytes.
 fn span(p: &PartitionInfo) -> (u64, u64) {
-    (p.start_lba * SECTOR, p.size_sectors * SECTOR)
+    (p.start_lba * SECTOR_SIZE, p.size_sectors * SECTOR_SIZE)
 }
 
 /// Lays out `disk`. A table that cannot be read makes the whole disk kept,
@@ -390,8 +391,8 @@ fn table_regions(disk: &dyn VirtualDisk, t: &Table, size: u64) -> Vec<Region> {
         .collect();
     let (head_end, tail_start, head_reason, tail_reason) = match t.kind {
         TableKind::Gpt => (
-            t.first_usable_lba.unwrap_or(0) * SECTOR,
-            (t.last_usable_lba.unwrap_or(0) + 1) * SECTOR,
+            t.first_usable_lba.unwrap_or(0) * SECTOR_SIZE,
+            (t.last_usable_lba.unwrap_or(0) + 1) * SECTOR_SIZE,
             "protective MBR, GPT header and entries",
             "backup GPT entries and header",
         ),
@@ -436,17 +437,17 @@ fn ebr_sectors(disk: &dyn VirtualDisk, p: &PartitionInfo) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
         let mut lba = p.start_lba;
         while out.len() < crate::partition::MAX_LOGICAL_PARTITIONS {
-            let at = lba.checked_mul(SECTOR)?;
-            let mut sector = [0u8; 512];
+            let at = lba.checked_mul(SECTOR_SIZE)?;
+            let mut sector = [0u8; SECTOR_BYTES];
             disk.read_at(at, &mut sector).ok()?;
             let ebr = crate::partition::mbr::Mbr::parse(&sector, at, "EBR").ok()?;
-            out.push((at, SECTOR));
+            out.push((at, SECTOR_SIZE));
             let next = &ebr.entries[1];
             if next.is_empty() {
                 return Some(out);
             }
             lba = p.start_lba.checked_add(u64::from(next.start_lba))?;
-            if lba > p.end_lba || out.iter().any(|&(a, _)| a == lba * SECTOR) {
+            if lba > p.end_lba || out.iter().any(|&(a, _)| a == lba * SECTOR_SIZE) {
                 return None;
             }
         }

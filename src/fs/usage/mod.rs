@@ -59,6 +59,18 @@ pub enum UsageError {
     },
 }
 
+impl From<crate::fs::ext::Problem> for UsageError {
+    fn from(p: crate::fs::ext::Problem) -> UsageError {
+        UsageError::Corrupt {
+            structure: p.structure,
+            field: p.field,
+            offset: p.offset,
+            found: p.found,
+            expected: p.expected,
+        }
+    }
+}
+
 impl UsageError {
     pub(crate) fn corrupt(
         structure: &'static str,
