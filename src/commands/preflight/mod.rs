@@ -21,6 +21,7 @@ use crate::check::{self, Finding, Severity};
 use crate::cloud::nova::ExpandReport;
 pub use crate::cloud::{flavor, lint, record, targets, Line, Status};
 use crate::disk::{Kind, Source};
+use crate::format::foreign::Foreign;
 use crate::grow::ExpandOptions;
 use crate::partition::GrowRule;
 use crate::pipeline::digest::{digest_source, Algo, DigestReader, DigestSink, Digests};
@@ -187,6 +188,7 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
     } else {
         file_part(image, opts, progress)?
     };
+    structure_lines.extend(content_line(image, &leaf, &opts.check.parents));
 
     let structure_ok = !structure_lines.iter().any(|l| l.status == Status::Fail);
     if structure_ok {
@@ -280,6 +282,49 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
     };
     report.verdict = report.tally();
     Ok(report)
+}
+
+/// A FAIL when the virtual disk's first sectors hold another image format's
+/// header: the image was converted without being decoded, and a guest would
+/// see a qcow2 (or VMDK, …) file where it expects a partition table.
+/// Nothing when the disk cannot be read (the structure lines say why).
+fn content_line(image: &Path, leaf: &Path, parents: &crate::disk::ParentOptions) -> Option<Line> {
+    let disk = crate::disk::open_with(leaf, parents).ok()?;
+    let len = usize::try_from(disk.size_bytes())
+        .unwrap_or(usize::MAX)
+        .min(crate::format::foreign::PREFIX_LEN);
+    let mut first = vec![0u8; len];
+    disk.read_at(0, &mut first).ok()?;
+    let found = crate::format::foreign::detect_content(&first)?;
+    let inner = format!("content.{}", found.name());
+    let fix = match found {
+        Foreign::Vhd | Foreign::VhdHeaderFragment { .. } => format!(
+            "convert the original VHD instead of its bytes: `vhdkit convert ORIGINAL.vhd {} --to dynamic`",
+            image.display()
+        ),
+        _ if disk.kind() == Kind::Raw => format!(
+            "decode it: `qemu-img convert -f {} -O raw {} disk.raw`, `vhdkit convert disk.raw disk.vhd --to dynamic`",
+            found.name(),
+            image.display(),
+        ),
+        _ => format!(
+            "decode it: `vhdkit convert {} {inner} --to raw`, `qemu-img convert -f {} -O raw {inner} disk.raw`, `vhdkit convert disk.raw disk.vhd --to dynamic`",
+            image.display(),
+            found.name(),
+        ),
+    };
+    Some(
+        Line::new(
+            "CONTENT_FOREIGN",
+            Status::Fail,
+            format!(
+                "the disk's content is {}: it was converted without being decoded, so a guest would see the {} file instead of a disk",
+                found.description(),
+                found.name()
+            ),
+        )
+        .with_fix(fix),
+    )
 }
 
 /// Share of the upload above which free-but-stored bytes earn a WARN.
