@@ -10,7 +10,7 @@ use crate::disk::{detect, detect_foreign, parent, Chain, Kind, ParentOptions};
 use crate::format::footer::{qemu_size, qemu_uses_chs};
 use crate::format::foreign::ForeignInfo;
 use crate::format::rfc3339;
-use crate::format::{fourcc, DiskType, Footer, Layout, PlatformCode};
+use crate::format::{fourcc, fourcc_hex, trimmed_fourcc, DiskType, Footer, Layout, PlatformCode};
 use crate::report::size_text;
 use crate::report::{Outcome, OutputArgs};
 use crate::Result;
@@ -81,7 +81,10 @@ pub struct Info {
     pub chs_size: Option<u64>,
     pub geometry: Option<GeometryInfo>,
     pub sizes: Option<SizeRules>,
+    /// The four characters, trailing NULs and spaces trimmed.
     pub creator_application: Option<String>,
+    /// The four bytes exactly, as hex.
+    pub creator_application_hex: Option<String>,
     pub creator_version: Option<String>,
     pub creator_host_os: Option<String>,
     pub timestamp: Option<String>,
@@ -140,6 +143,7 @@ fn info_link(path: &Path, chain: &mut Chain) -> Result<Info> {
             geometry: None,
             sizes: None,
             creator_application: None,
+            creator_application_hex: None,
             creator_version: None,
             creator_host_os: None,
             timestamp: None,
@@ -194,7 +198,8 @@ fn info_link(path: &Path, chain: &mut Chain) -> Result<Info> {
             },
             glance: f.original_size,
         }),
-        creator_application: Some(fourcc(f.creator_application)),
+        creator_application: Some(trimmed_fourcc(f.creator_application)),
+        creator_application_hex: Some(fourcc_hex(f.creator_application)),
         creator_version: Some(format!(
             "{}.{}",
             f.creator_version >> 16,
@@ -337,10 +342,16 @@ impl Info {
             row(
                 "creator",
                 format!(
-                    "{:?} {} on {}",
+                    "{:?} {} on {}{}",
                     opt(&self.creator_application),
                     opt(&self.creator_version),
-                    opt(&self.creator_host_os)
+                    opt(&self.creator_host_os),
+                    match &self.creator_application_hex {
+                        Some(hex) if hex.as_bytes().chunks(2).any(|b| b == b"00") => {
+                            format!(" (bytes {hex})")
+                        }
+                        _ => String::new(),
+                    }
                 ),
             );
             row("timestamp", opt(&self.timestamp));
