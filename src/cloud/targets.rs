@@ -100,12 +100,17 @@ impl Facts {
 
 /// `vhdkit convert IMAGE OUT ARGS`, with OUT beside IMAGE.
 fn convert_fix(image: &Path, suffix: &str, args: &str) -> String {
+    vhdkit_fix("convert", image, suffix, args)
+}
+
+/// `vhdkit COMMAND IMAGE IMAGE-SUFFIX.vhd ARGS`, shell-quoted.
+fn vhdkit_fix(command: &str, image: &Path, suffix: &str, args: &str) -> String {
     let stem = image
         .file_stem()
         .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
     let out = image.with_file_name(format!("{stem}-{suffix}.vhd"));
     format!(
-        "vhdkit convert {} {} {args}",
+        "vhdkit {command} {} {} {args}",
         shell_quote(&image.to_string_lossy()),
         shell_quote(&out.to_string_lossy())
     )
@@ -263,7 +268,23 @@ pub fn rackspace_rules(f: &Facts) -> Vec<Line> {
 
 /// `azure`: fixed, whole MiB, file = virtual + 512, at least 20 MiB.
 pub fn azure_rules(f: &Facts) -> Vec<Line> {
-    let fix = convert_fix(&f.path, "azure", "--to fixed --align 1M");
+    let virtual_size = f.footer.as_ref().map_or(f.file_size, |f| f.current_size);
+    let small = virtual_size < AZURE_MIN_VIRTUAL_BYTES;
+    // Below the minimum one expand fixes everything: it grows the disk (and
+    // a partition and filesystem it can grow) and writes it fixed.
+    let fix = if small {
+        vhdkit_fix(
+            "expand",
+            &f.path,
+            "azure",
+            &format!(
+                "--size {}M --to fixed --disk-only",
+                AZURE_MIN_VIRTUAL_BYTES / MIB
+            ),
+        )
+    } else {
+        convert_fix(&f.path, "azure", "--to fixed --align 1M")
+    };
     let Some(footer) = &f.footer else {
         return vec![not_a_vhd(f, fix)];
     };
@@ -326,10 +347,60 @@ pub fn azure_rules(f: &Facts) -> Vec<Line> {
         Line::new(
             "AZURE_MIN_SIZE",
             Status::Fail,
-            format!("virtual size {v} bytes is below Azure's 20 MiB minimum: grow the disk before converting (convert keeps the size)"),
+            format!("virtual size {v} bytes is below Azure's 20 MiB minimum"),
         )
+        .with_fix(fix)
     });
     lines
+}
+
+/// What an upload to Azure needs, in place of a Glance record: the disk as
+/// Azure judges it and the commands that create a managed disk of the exact
+/// file size and copy the file into it as a page blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AzureUpload {
+    /// raw, fixed, dynamic or differencing (Azure takes fixed only).
+    pub disk_type: Kind,
+    /// Virtual size in bytes (the footer's current size; a raw file's size).
+    pub virtual_size: u64,
+    /// Whether the virtual size is a whole number of MiB (Azure requires it).
+    pub whole_mib: bool,
+    pub file_size: u64,
+    /// `az disk create --upload-size-bytes`: the file size, footer included.
+    pub upload_size_bytes: u64,
+    /// The steps, in order: create the disk, get a write SAS, copy, revoke.
+    pub commands: Vec<String>,
+}
+
+/// The Azure upload of `f` as the managed disk `name` (placeholders
+/// RESOURCE_GROUP and `<SAS>`, the URL `grant-access` prints).
+pub fn azure_upload(f: &Facts, name: &str) -> AzureUpload {
+    let virtual_size = f.footer.as_ref().map_or(f.file_size, |f| f.current_size);
+    let disk = format!(
+        "--resource-group RESOURCE_GROUP --name {}",
+        shell_quote(name)
+    );
+    AzureUpload {
+        disk_type: f.kind,
+        virtual_size,
+        whole_mib: virtual_size % MIB == 0,
+        file_size: f.file_size,
+        upload_size_bytes: f.file_size,
+        commands: vec![
+            format!(
+                "az disk create {disk} --upload-type Upload --upload-size-bytes {} --sku standard_lrs",
+                f.file_size
+            ),
+            format!(
+                "az disk grant-access {disk} --access-level Write --duration-in-seconds 86400 --query accessSas --output tsv"
+            ),
+            format!(
+                "azcopy copy {} \"<SAS>\" --blob-type PageBlob",
+                shell_quote(&f.path.to_string_lossy())
+            ),
+            format!("az disk revoke-access {disk}"),
+        ],
+    }
 }
 
 // ---------------------------------------------------------------- segments
