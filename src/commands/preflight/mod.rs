@@ -272,7 +272,7 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
         },
         azure: (opts.target == Target::Azure)
             .then(|| targets::azure_upload(&leaf_facts, &record.name)),
-        record: (opts.target != Target::Azure).then(|| RecordSection {
+        record: (opts.target != Target::Azure).then_some(RecordSection {
             record,
             create_request,
             command,
