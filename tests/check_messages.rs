@@ -177,14 +177,18 @@ fn qemu_opens(path: &Path) -> Option<(bool, String)> {
     ))
 }
 
+/// A geometry larger than the table covers, for a creator qemu reads by
+/// geometry: qemu says "Page table too small".
+fn geometry_past_the_table(dir: &Path) -> std::path::PathBuf {
+    let mut img = Spec::dynamic(4 * MIB, 2 << 20).creator("vpc").build();
+    img.set_footer(|f| f.geometry = vhdkit::format::Geometry::from_size(8 * MIB));
+    img.write(dir, "chs-big.vhd")
+}
+
 #[test]
 fn what_qemu_will_not_open_fails_and_block_sizes_are_judged() {
     let dir = tempfile::tempdir().unwrap();
-    // A geometry larger than the table covers, for a creator qemu reads by
-    // geometry: "Page table too small".
-    let mut img = Spec::dynamic(4 * MIB, 2 << 20).creator("vpc").build();
-    img.set_footer(|f| f.geometry = vhdkit::format::Geometry::from_size(8 * MIB));
-    let path = img.write(dir.path(), "chs-big.vhd");
+    let path = geometry_past_the_table(dir.path());
     let (r, json) = check_json(&path);
     assert_eq!(r.code, 1, "{json}");
     assert_eq!(error_codes(&json), ["QEMU_PAGE_TABLE_TOO_SMALL"]);
@@ -253,9 +257,7 @@ fn preflight_fail_codes(path: &Path) -> Vec<String> {
 #[test]
 fn preflight_fails_what_qemu_will_not_open_or_reads_differently() {
     let dir = tempfile::tempdir().unwrap();
-    let mut img = Spec::dynamic(4 * MIB, 2 << 20).creator("vpc").build();
-    img.set_footer(|f| f.geometry = vhdkit::format::Geometry::from_size(8 * MIB));
-    let path = img.write(dir.path(), "chs-big.vhd");
+    let path = geometry_past_the_table(dir.path());
     assert!(preflight_fail_codes(&path).contains(&"QEMU_PAGE_TABLE_TOO_SMALL".to_string()));
     let path = Spec::dynamic(GOLDEN_SIZE, 2048)
         .build()

@@ -263,6 +263,22 @@ fn every_command_refuses_with_exit_2_and_writes_nothing() {
     );
 }
 
+/// `convert --input-format raw IMAGE OUT --to TO`: a VHD whose disk holds
+/// the image's bytes.
+fn nest(image: &Path, out: &Path, to: &str) -> PathBuf {
+    let run = vhdkit(&[
+        os("convert"),
+        os("--input-format"),
+        os("raw"),
+        image.as_os_str(),
+        out.as_os_str(),
+        os("--to"),
+        os(to),
+    ]);
+    assert_eq!(run.code, 0, "{}: {}", image.display(), run.stderr);
+    out.to_path_buf()
+}
+
 #[test]
 fn input_format_raw_reads_the_bytes_and_the_content_is_recognised() {
     let dir = tempfile::tempdir().unwrap();
@@ -277,17 +293,7 @@ fn input_format_raw_reads_the_bytes_and_the_content_is_recognised() {
         // A raw disk whose first bytes are the image's.
         assert_eq!(foreign::detect_content(&prefix(&m.path)), Some(expected));
         for to in ["fixed", "dynamic"] {
-            let vhd = dir.path().join(format!("nested-{to}.vhd"));
-            let run = vhdkit(&[
-                os("convert"),
-                os("--input-format"),
-                os("raw"),
-                m.path.as_os_str(),
-                vhd.as_os_str(),
-                os("--to"),
-                os(to),
-            ]);
-            assert_eq!(run.code, 0, "{}: {}", m.path.display(), run.stderr);
+            let vhd = nest(&m.path, &dir.path().join(format!("nested-{to}.vhd")), to);
             // The VHD itself is a VHD; its disk holds the foreign image.
             assert_eq!(
                 vhdkit::disk::detect_foreign(&std::fs::read(&vhd).unwrap()),
@@ -392,31 +398,13 @@ fn preflight_fails_a_disk_whose_content_is_another_image() {
         // Taken as raw, the file itself is a disk holding the image.
         preflight_names_the_content(&m.path, true, m.name);
         for to in ["fixed", "dynamic"] {
-            let vhd = dir.path().join(format!("holds-{to}.vhd"));
-            let run = vhdkit(&[
-                os("convert"),
-                os("--input-format"),
-                os("raw"),
-                m.path.as_os_str(),
-                vhd.as_os_str(),
-                os("--to"),
-                os(to),
-            ]);
-            assert_eq!(run.code, 0, "{}: {}", m.path.display(), run.stderr);
+            let vhd = nest(&m.path, &dir.path().join(format!("holds-{to}.vhd")), to);
             preflight_names_the_content(&vhd, false, m.name);
             std::fs::remove_file(&vhd).unwrap();
         }
     }
     // A plain disk's content is not flagged.
-    let vhd = dir.path().join("plain.vhd");
-    let run = vhdkit(&[
-        os("convert"),
-        raw.as_os_str(),
-        vhd.as_os_str(),
-        os("--to"),
-        os("dynamic"),
-    ]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    let vhd = nest(&raw, &dir.path().join("plain.vhd"), "dynamic");
     let json = vhdkit(&[os("preflight"), vhd.as_os_str(), os("--json")]);
     assert!(!json.stdout.contains("CONTENT_FOREIGN"), "{}", json.stdout);
 }
