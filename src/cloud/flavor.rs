@@ -341,34 +341,31 @@ impl AutoDiskConfig {
     }
 }
 
-/// Runs Nova's checks of `image` on `flavor`. `expand` plans the
-/// auto_disk_config expansion for a root disk of the given bytes.
-pub fn check_flavor(
-    image: &ImageFacts,
-    flavor: &Flavor,
-    opts: &FlavorOptions,
-    expand: &dyn Fn(u64) -> crate::Result<ExpandReport>,
-) -> FlavorReport {
-    let mut lines = Vec::new();
-    let root = flavor.root_bytes();
-    // compute/api.py: memory, then the root disk (skipped for root_gb 0).
+/// Nova's memory check: min_ram against the flavor's RAM.
+fn memory_line(image: &ImageFacts, flavor: &Flavor) -> Line {
     if image.min_ram_mb > flavor.ram_mb {
         let mut l = NovaError::FlavorMemoryTooSmall.line(Status::Fail);
         l.message.push_str(&format!(
             " (min_ram {} MB > flavor RAM {} MB)",
             image.min_ram_mb, flavor.ram_mb
         ));
-        lines.push(l);
+        l
     } else {
-        lines.push(Line::new(
+        Line::new(
             "FLAVOR_MEMORY",
             Status::Pass,
             format!(
                 "min_ram {} MB <= flavor RAM {} MB",
                 image.min_ram_mb, flavor.ram_mb
             ),
-        ));
+        )
     }
+}
+
+/// Nova's root disk checks (image size, min_disk) and the hypervisor's
+/// no-shrink rule; root_gb 0 skips them (boot from volume).
+fn root_disk_lines(image: &ImageFacts, flavor: &Flavor, root: u64) -> Vec<Line> {
+    let mut lines = Vec::new();
     if flavor.root_gb == 0 {
         lines.push(Line::new(
             "BootFromVolumeRequiredForZeroDiskFlavor",
@@ -428,6 +425,21 @@ pub fn check_flavor(
             }
         }
     }
+    lines
+}
+
+/// Runs Nova's checks of `image` on `flavor`. `expand` plans the
+/// auto_disk_config expansion for a root disk of the given bytes.
+pub fn check_flavor(
+    image: &ImageFacts,
+    flavor: &Flavor,
+    opts: &FlavorOptions,
+    expand: &dyn Fn(u64) -> crate::Result<ExpandReport>,
+) -> FlavorReport {
+    let root = flavor.root_bytes();
+    // compute/api.py: memory, then the root disk (skipped for root_gb 0).
+    let mut lines = vec![memory_line(image, flavor)];
+    lines.extend(root_disk_lines(image, flavor, root));
     if let Some(req) = &image.hypervisor_version_requires {
         lines.push(version_line(req, opts.hypervisor_version.as_deref()));
     }
