@@ -87,7 +87,10 @@ impl From<ToArg> for Target {
 
 /// A block size argument as the `u32` VHD headers hold.
 pub fn block_size_u32(bytes: u64) -> Result<u32> {
-    u32::try_from(bytes).map_err(|_| Error::Usage(format!("--block-size {bytes}: too large")))
+    let bs = u32::try_from(bytes)
+        .map_err(|_| Error::Usage(format!("--block-size {bytes}: too large")))?;
+    crate::writer::validate_block_size(bs)?;
+    Ok(bs)
 }
 
 /// The one-line summary of a write, then its digests if any were asked.

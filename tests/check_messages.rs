@@ -177,14 +177,18 @@ fn qemu_opens(path: &Path) -> Option<(bool, String)> {
     ))
 }
 
+/// A geometry larger than the table covers, for a creator qemu reads by
+/// geometry: qemu says "Page table too small".
+fn geometry_past_the_table(dir: &Path) -> std::path::PathBuf {
+    let mut img = Spec::dynamic(4 * MIB, 2 << 20).creator("vpc").build();
+    img.set_footer(|f| f.geometry = vhdkit::format::Geometry::from_size(8 * MIB));
+    img.write(dir, "chs-big.vhd")
+}
+
 #[test]
 fn what_qemu_will_not_open_fails_and_block_sizes_are_judged() {
     let dir = tempfile::tempdir().unwrap();
-    // A geometry larger than the table covers, for a creator qemu reads by
-    // geometry: "Page table too small".
-    let mut img = Spec::dynamic(4 * MIB, 2 << 20).creator("vpc").build();
-    img.set_footer(|f| f.geometry = vhdkit::format::Geometry::from_size(8 * MIB));
-    let path = img.write(dir.path(), "chs-big.vhd");
+    let path = geometry_past_the_table(dir.path());
     let (r, json) = check_json(&path);
     assert_eq!(r.code, 1, "{json}");
     assert_eq!(error_codes(&json), ["QEMU_PAGE_TABLE_TOO_SMALL"]);
@@ -234,4 +238,92 @@ fn what_qemu_will_not_open_fails_and_block_sizes_are_judged() {
     assert!(writable_block_size(2048, 256 << 20).is_err());
     assert!(writable_block_size(3 << 12, 256 << 20).is_err());
     assert_eq!(writable_block_size(4096, 256 << 20), Ok(4096));
+}
+
+/// The structure lines of `preflight --json` with status FAIL, by code.
+fn preflight_fail_codes(path: &Path) -> Vec<String> {
+    let r = run(&["preflight", p(path), "--json"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v["structure"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["status"] == "FAIL")
+        .map(|l| l["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn preflight_fails_what_qemu_will_not_open_or_reads_differently() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = geometry_past_the_table(dir.path());
+    assert!(preflight_fail_codes(&path).contains(&"QEMU_PAGE_TABLE_TOO_SMALL".to_string()));
+    let path = Spec::dynamic(GOLDEN_SIZE, 2048)
+        .build()
+        .write(dir.path(), "bs2k.vhd");
+    assert!(preflight_fail_codes(&path).contains(&"BLOCK_SIZE_QEMU".to_string()));
+    let mut img = golden_dynamic().build();
+    let at = img.footer_offset + 64;
+    let sum = img.get_u32(at);
+    img.put_u32(at, sum ^ 1);
+    let path = img.write(dir.path(), "sum.vhd");
+    assert!(preflight_fail_codes(&path)
+        .iter()
+        .any(|c| c.starts_with("FOOTER_CHECKSUM")));
+}
+
+#[test]
+fn writers_refuse_block_sizes_qemu_reads_differently() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("in.raw");
+    std::fs::write(&raw, pattern(3, (4 * MIB) as usize)).unwrap();
+    let out = dir.path().join("out.vhd");
+    for bs in ["512", "1K", "2K", "3K"] {
+        for args in [
+            vec![
+                "convert",
+                p(&raw),
+                p(&out),
+                "--to",
+                "dynamic",
+                "--block-size",
+                bs,
+            ],
+            vec![
+                "expand",
+                p(&raw),
+                p(&out),
+                "--size",
+                "8M",
+                "--disk-only",
+                "--block-size",
+                bs,
+            ],
+            vec!["sparsify", p(&raw), p(&out), "--block-size", bs],
+        ] {
+            let r = run(&args);
+            assert_eq!(r.code, 2, "{args:?}: {}{}", r.stdout, r.stderr);
+            let minimum = if bs == "3K" {
+                "power of two"
+            } else {
+                "at least 4096"
+            };
+            assert!(r.stderr.contains(minimum), "{args:?}: {}", r.stderr);
+            if bs != "3K" {
+                assert!(r.stderr.contains("qemu"), "{}", r.stderr);
+            }
+            assert!(!out.exists(), "{args:?} wrote {}", out.display());
+        }
+    }
+    let r = run(&[
+        "convert",
+        p(&raw),
+        p(&out),
+        "--to",
+        "dynamic",
+        "--block-size",
+        "4K",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
 }

@@ -224,6 +224,24 @@ fn creators_are_selectable_and_sizes_stay_exact() {
         let info: serde_json::Value =
             serde_json::from_str(&ok(&["info", p(&out), "--json"])).unwrap();
         assert_eq!(info["current_size"], 4 << 20);
+        // The name as --creator spells it; the exact bytes beside it.
+        assert_eq!(info["creator_application"], creator);
+        let bytes = match creator {
+            "tap" => "74617000",
+            "win" => "77696e20",
+            "qem2" => "71656d32",
+            _ => "76706320",
+        };
+        assert_eq!(info["creator_application_hex"], bytes);
+        let text = ok(&["info", p(&out)]);
+        let line = text.lines().find(|l| l.starts_with("creator")).unwrap();
+        assert!(line.contains(&format!("\"{creator}\"")), "{line}");
+        assert!(!line.contains("\\0") && !line.contains('\0'), "{line}");
+        assert_eq!(
+            line.contains("(bytes 74617000)"),
+            creator == "tap",
+            "{line}"
+        );
         if let Some(q) = qemu_virtual_size(&out) {
             // qemu reads vpc creators by geometry: that is why `vpc` is not the default.
             if creator == "vpc" {

@@ -90,7 +90,8 @@ fn dfvfs_fat_differential_names_the_paths_it_tried() {
     };
     let info = info_json(&path);
     assert_eq!(info["disk_type"], "differencing");
-    assert_eq!(info["creator_application"], "win ");
+    assert_eq!(info["creator_application"], "win");
+    assert_eq!(info["creator_application_hex"], "77696e20");
     assert_eq!(info["creator_version"], "10.0");
     assert_eq!(info["creator_host_os"], "Wi2k");
     assert_eq!(info["virtual_size"], 4 << 20);

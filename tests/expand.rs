@@ -420,6 +420,81 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     assert_eq!(std::fs::read(&vhd).unwrap(), before);
     let entries: Vec<_> = std::fs::read_dir(c.dir.path()).unwrap().collect();
     assert_eq!(entries.len(), 1, "only the input exists");
+    // Worded as what vhdkit would do; a table, not debug names or JSON.
+    assert!(text.contains("partition table: MBR\n"), "{text}");
+    assert!(
+        text.contains("vhdkit would grow the partition and filesystem (dry run: nothing written)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("vhdkit grew") && !text.contains('{'),
+        "{text}"
+    );
+    for row in ["kind", "cluster size", "clusters", "free clusters"] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(row)),
+            "{row}: {text}"
+        );
+    }
+}
+
+/// One row of the dry run's filesystem table: (before, after).
+fn fs_row(text: &str, row: &str) -> (String, String) {
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{row}  ")))
+        .unwrap_or_else(|| panic!("{row}: {text}"));
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    let n = cells.len();
+    (cells[n - 2].to_string(), cells[n - 1].to_string())
+}
+
+#[test]
+fn dry_run_table_matches_what_expand_writes() {
+    if !tools_present() {
+        return;
+    }
+    let c = Case::new();
+    let vhd = c.vhd("mbr-ext3");
+    let r = vhdkit(&["expand", p(&vhd), "--size", "300M", "--dry-run"]);
+    assert!(r.status.success());
+    let text = String::from_utf8_lossy(&r.stdout).into_owned();
+    let json = vhdkit(&["expand", p(&vhd), "--size", "300M", "--dry-run", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["dry_run"], true);
+    assert!(v["verdict"]["vhdkit"]
+        .as_str()
+        .unwrap()
+        .starts_with("vhdkit would grow"));
+    assert!(text.contains("partition table: MBR\n"), "{text}");
+    let fs = &v["filesystem"];
+    for (row, key) in [
+        ("blocks", "blocks"),
+        ("groups", "groups"),
+        ("inodes", "inodes"),
+        ("free blocks", "free_blocks"),
+        ("block size", "block_size"),
+    ] {
+        let (b, a) = fs_row(&text, row);
+        assert_eq!(b, fs["before"][key].to_string(), "{row}");
+        assert_eq!(a, fs["after"][key].to_string(), "{row}");
+    }
+    assert_eq!(fs_row(&text, "kind"), ("ext3".into(), "ext3".into()));
+    // What the written output's filesystem holds is what the table said.
+    let (raw, written) = c.expand_raw("mbr-ext3", "300M", &[]);
+    assert_eq!(written["dry_run"], false);
+    assert_eq!(
+        written["verdict"]["vhdkit"],
+        "vhdkit grew the partition and filesystem"
+    );
+    let part = c.path("part.img");
+    let off = fs["offset_bytes"].as_u64().unwrap();
+    let len = fs["size_after_bytes"].as_u64().unwrap();
+    extract(&raw, off, len, &part);
+    let d = dumpe2fs(&part);
+    assert_eq!(d["Block count"], fs["after"]["blocks"].to_string());
+    assert_eq!(d["Inode count"], fs["after"]["inodes"].to_string());
+    assert_eq!(d["Free blocks"], fs["after"]["free_blocks"].to_string());
 }
 
 /// `dumpe2fs -h` fields as a map.

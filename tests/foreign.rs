@@ -263,6 +263,22 @@ fn every_command_refuses_with_exit_2_and_writes_nothing() {
     );
 }
 
+/// `convert --input-format raw IMAGE OUT --to TO`: a VHD whose disk holds
+/// the image's bytes.
+fn nest(image: &Path, out: &Path, to: &str) -> PathBuf {
+    let run = vhdkit(&[
+        os("convert"),
+        os("--input-format"),
+        os("raw"),
+        image.as_os_str(),
+        out.as_os_str(),
+        os("--to"),
+        os(to),
+    ]);
+    assert_eq!(run.code, 0, "{}: {}", image.display(), run.stderr);
+    out.to_path_buf()
+}
+
 #[test]
 fn input_format_raw_reads_the_bytes_and_the_content_is_recognised() {
     let dir = tempfile::tempdir().unwrap();
@@ -277,17 +293,7 @@ fn input_format_raw_reads_the_bytes_and_the_content_is_recognised() {
         // A raw disk whose first bytes are the image's.
         assert_eq!(foreign::detect_content(&prefix(&m.path)), Some(expected));
         for to in ["fixed", "dynamic"] {
-            let vhd = dir.path().join(format!("nested-{to}.vhd"));
-            let run = vhdkit(&[
-                os("convert"),
-                os("--input-format"),
-                os("raw"),
-                m.path.as_os_str(),
-                vhd.as_os_str(),
-                os("--to"),
-                os(to),
-            ]);
-            assert_eq!(run.code, 0, "{}: {}", m.path.display(), run.stderr);
+            let vhd = nest(&m.path, &dir.path().join(format!("nested-{to}.vhd")), to);
             // The VHD itself is a VHD; its disk holds the foreign image.
             assert_eq!(
                 vhdkit::disk::detect_foreign(&std::fs::read(&vhd).unwrap()),
@@ -336,4 +342,69 @@ fn raw_disks_and_vhds_are_not_foreign() {
     // A dynamic VHD copied in verbatim as a disk's content is flagged.
     let bytes = std::fs::read(&vhd).unwrap();
     assert_eq!(foreign::detect_content(&bytes), Some(Foreign::Vhd));
+}
+
+/// `preflight` of IMAGE (text and JSON): exit 1, and the CONTENT_FOREIGN
+/// FAIL names `name` in both.
+fn preflight_names_the_content(image: &Path, raw: bool, name: &str) {
+    let mut args = vec![os("preflight"), image.as_os_str()];
+    if raw {
+        args.extend([os("--input-format"), os("raw")]);
+    }
+    let text = vhdkit(&args);
+    assert_eq!(text.code, 1, "{}: {}", image.display(), text.stderr);
+    let line = text
+        .stdout
+        .lines()
+        .find(|l| l.contains("CONTENT_FOREIGN"))
+        .unwrap_or_else(|| panic!("{}: {}", image.display(), text.stdout));
+    assert!(line.contains("FAIL"), "{line}");
+    assert!(line.contains("the disk's content is a"), "{line}");
+    assert!(line.to_lowercase().contains(name), "{line}");
+    assert!(line.contains("converted without being decoded"), "{line}");
+    args.push(os("--json"));
+    let json = vhdkit(&args);
+    assert_eq!(json.code, 1, "{}: {}", image.display(), json.stderr);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["verdict"]["ready"], false);
+    let found: Vec<_> = v["structure"]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["code"] == "CONTENT_FOREIGN")
+        .collect();
+    assert_eq!(found.len(), 1, "{}", json.stdout);
+    assert_eq!(found[0]["status"], "FAIL");
+    let message = found[0]["message"].as_str().unwrap().to_lowercase();
+    assert!(message.contains(name), "{message}");
+    assert!(
+        found[0]["fix"].as_str().unwrap().contains("decode"),
+        "{}",
+        found[0]
+    );
+}
+
+#[test]
+fn preflight_fails_a_disk_whose_content_is_another_image() {
+    let dir = tempfile::tempdir().unwrap();
+    if !have("qemu-img", "--version") {
+        return;
+    }
+    let raw = source_raw(dir.path());
+    for m in qemu_made(dir.path(), &raw)
+        .iter()
+        .filter(|m| matches!(m.name, "qcow2" | "qed" | "vmdk" | "vhdx" | "vdi"))
+    {
+        // Taken as raw, the file itself is a disk holding the image.
+        preflight_names_the_content(&m.path, true, m.name);
+        for to in ["fixed", "dynamic"] {
+            let vhd = nest(&m.path, &dir.path().join(format!("holds-{to}.vhd")), to);
+            preflight_names_the_content(&vhd, false, m.name);
+            std::fs::remove_file(&vhd).unwrap();
+        }
+    }
+    // A plain disk's content is not flagged.
+    let vhd = nest(&raw, &dir.path().join("plain.vhd"), "dynamic");
+    let json = vhdkit(&[os("preflight"), vhd.as_os_str(), os("--json")]);
+    assert!(!json.stdout.contains("CONTENT_FOREIGN"), "{}", json.stdout);
 }

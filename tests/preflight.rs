@@ -318,6 +318,82 @@ fn azure_passes_a_fixed_vhd_aligned_to_a_mib() {
     ] {
         assert_eq!(status(&r, c), ["PASS"], "{c}");
     }
+    // What Azure needs, not a Glance record.
+    let file_size = std::fs::metadata(&img).unwrap().len();
+    assert_eq!(r["record"], Value::Null, "{r:#}");
+    let a = &r["azure"];
+    assert_eq!(a["disk_type"], "fixed");
+    assert_eq!(a["virtual_size"], 21 * MIB);
+    assert_eq!(a["whole_mib"], true);
+    assert_eq!(a["file_size"], file_size);
+    assert_eq!(a["upload_size_bytes"], file_size);
+    assert_eq!(file_size, 21 * MIB + 512);
+    let commands: Vec<&str> = a["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(commands[0].starts_with("az disk create "), "{commands:?}");
+    assert!(
+        commands[0].contains(&format!(
+            "--upload-type Upload --upload-size-bytes {file_size}"
+        )),
+        "{commands:?}"
+    );
+    assert!(commands
+        .iter()
+        .any(|c| c.starts_with("az disk grant-access ")));
+    let copy = format!("azcopy copy {} \"<SAS>\" --blob-type PageBlob", p(&img));
+    assert!(commands.contains(&copy.as_str()), "{commands:?}");
+    let out = vhdkit(&["preflight", p(&img), "--target", "azure"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("openstack image create"), "{text}");
+    assert!(!text.contains("Glance v2"), "{text}");
+    assert!(text.contains("Azure upload"), "{text}");
+    assert!(
+        text.contains(&format!("--upload-size-bytes {file_size}")),
+        "{text}"
+    );
+    assert!(text.contains("21 MiB"), "{text}");
+    assert!(text.contains(&copy), "{text}");
+}
+
+#[test]
+fn azure_min_size_fix_makes_the_disk_ready() {
+    let t = tempfile::tempdir().unwrap();
+    for (name, to) in [("small-fixed", "fixed"), ("small-dynamic", "dynamic")] {
+        let r0 = raw(t.path(), &format!("{name}.raw"), 8 * MIB + 1536, MIB);
+        let img = t.path().join(format!("{name}.vhd"));
+        convert(&r0, &img, &["--to", to]);
+        let (code, r) = preflight(&img, &["--target", "azure"]);
+        assert_eq!(code, 1);
+        assert_eq!(status(&r, "AZURE_MIN_SIZE"), ["FAIL"]);
+        let min_fix = fix(&r, "AZURE_MIN_SIZE").unwrap().to_string();
+        assert!(min_fix.starts_with("vhdkit expand "), "{min_fix}");
+        assert!(
+            min_fix.ends_with("--size 20M --to fixed --disk-only"),
+            "{min_fix}"
+        );
+        // The other FAILs carry the same one command.
+        assert_eq!(status(&r, "AZURE_MIB"), ["FAIL"]);
+        assert_eq!(fix(&r, "AZURE_MIB"), Some(min_fix.as_str()));
+        if to == "dynamic" {
+            assert_eq!(fix(&r, "AZURE_FIXED"), Some(min_fix.as_str()));
+        }
+        let words: Vec<&str> = min_fix.split_whitespace().skip(1).collect();
+        let out = vhdkit(&words);
+        assert!(
+            out.status.success(),
+            "{min_fix}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let grown = Path::new(words[2]);
+        let (code, r) = preflight(grown, &["--target", "azure"]);
+        assert_eq!(code, 0, "{min_fix}: {r:#}");
+        assert_eq!(r["azure"]["virtual_size"], 20 * MIB);
+        assert_eq!(r["azure"]["upload_size_bytes"], 20 * MIB + 512);
+    }
 }
 
 #[test]

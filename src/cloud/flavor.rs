@@ -846,6 +846,7 @@ mod tests {
             role: PartitionRole::Primary,
         };
         ExpandReport {
+            dry_run: true,
             input: "img".into(),
             output: None,
             old_size: GIB,
@@ -858,6 +859,8 @@ mod tests {
                 offset_bytes: 2048 * 512,
                 size_before_bytes: GIB - MIB_BYTES,
                 size_after_bytes: 2 * GIB - MIB_BYTES,
+                before: Default::default(),
+                after: Default::default(),
                 detail: serde_json::Value::Null,
             }),
             changed: Vec::new(),
@@ -868,6 +871,8 @@ mod tests {
                 grown: resizes,
                 disk_only: false,
                 notes: Vec::new(),
+                nova: String::new(),
+                vhdkit: String::new(),
             },
             written: None,
         }

@@ -93,6 +93,49 @@ pub struct Verdict {
     /// Only the virtual disk was grown (`--disk-only`).
     pub disk_only: bool,
     pub notes: Vec<String>,
+    /// What Nova would do, in a sentence.
+    pub nova: String,
+    /// What vhdkit did, or on a dry run would do, in a sentence.
+    pub vhdkit: String,
+}
+
+impl Verdict {
+    /// Fills the two sentences from the flags; `dry_run`: nothing was
+    /// written, so vhdkit "would grow".
+    pub fn word(&mut self, dry_run: bool) {
+        self.nova = match (&self.nova_refusal, self.nova_resizes) {
+            (Some(reason), _) => format!("Nova would refuse: {reason}"),
+            (None, true) => "Nova would resize the partition and filesystem".into(),
+            (None, false) => "Nova would not resize the partition and filesystem".into(),
+        };
+        self.vhdkit = match (self.grown, self.disk_only, dry_run) {
+            (true, _, true) => {
+                "vhdkit would grow the partition and filesystem (dry run: nothing written)"
+            }
+            (true, _, false) => "vhdkit grew the partition and filesystem",
+            (false, true, true) => {
+                "vhdkit would grow only the disk (--disk-only; dry run: nothing written)"
+            }
+            (false, true, false) => "vhdkit grew only the disk (--disk-only)",
+            (false, false, _) => "vhdkit refuses (nothing written)",
+        }
+        .into();
+    }
+}
+
+/// A filesystem's counts on one side of the growth, for a reader: for FAT a
+/// block is a cluster, and groups and inodes are absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FsSummary {
+    /// ext2, ext3, ext4, fat12, fat16, fat32.
+    pub kind: String,
+    /// Bytes per block (per cluster for FAT).
+    pub block_size: u64,
+    pub blocks: u64,
+    pub groups: Option<u64>,
+    pub inodes: Option<u64>,
+    /// Free blocks (clusters), when the filesystem records them.
+    pub free_blocks: Option<u64>,
 }
 
 /// A filesystem before and after.
@@ -104,7 +147,10 @@ pub struct FsGrowth {
     pub offset_bytes: u64,
     pub size_before_bytes: u64,
     pub size_after_bytes: u64,
-    /// The filesystem's own report (counts before and after), as JSON.
+    pub before: FsSummary,
+    pub after: FsSummary,
+    /// The filesystem's own report (every count before and after, the
+    /// strategy), as JSON.
     pub detail: serde_json::Value,
 }
 
@@ -117,6 +163,8 @@ pub struct ExpandReport {
     pub output: Option<PathBuf>,
     pub old_size: u64,
     pub new_size: u64,
+    /// Nothing was written (`--dry-run`, and preflight's simulations).
+    pub dry_run: bool,
     pub table_kind: TableKind,
     pub partitions_before: Vec<PartitionInfo>,
     pub partitions_after: Vec<PartitionInfo>,

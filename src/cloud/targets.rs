@@ -100,12 +100,17 @@ impl Facts {
 
 /// `vhdkit convert IMAGE OUT ARGS`, with OUT beside IMAGE.
 fn convert_fix(image: &Path, suffix: &str, args: &str) -> String {
+    vhdkit_fix("convert", image, suffix, args)
+}
+
+/// `vhdkit COMMAND IMAGE IMAGE-SUFFIX.vhd ARGS`, shell-quoted.
+fn vhdkit_fix(command: &str, image: &Path, suffix: &str, args: &str) -> String {
     let stem = image
         .file_stem()
         .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
     let out = image.with_file_name(format!("{stem}-{suffix}.vhd"));
     format!(
-        "vhdkit convert {} {} {args}",
+        "vhdkit {command} {} {} {args}",
         shell_quote(&image.to_string_lossy()),
         shell_quote(&out.to_string_lossy())
     )
@@ -263,7 +268,23 @@ pub fn rackspace_rules(f: &Facts) -> Vec<Line> {
 
 /// `azure`: fixed, whole MiB, file = virtual + 512, at least 20 MiB.
 pub fn azure_rules(f: &Facts) -> Vec<Line> {
-    let fix = convert_fix(&f.path, "azure", "--to fixed --align 1M");
+    let virtual_size = f.footer.as_ref().map_or(f.file_size, |f| f.current_size);
+    let small = virtual_size < AZURE_MIN_VIRTUAL_BYTES;
+    // Below the minimum one expand fixes everything: it grows the disk (and
+    // a partition and filesystem it can grow) and writes it fixed.
+    let fix = if small {
+        vhdkit_fix(
+            "expand",
+            &f.path,
+            "azure",
+            &format!(
+                "--size {}M --to fixed --disk-only",
+                AZURE_MIN_VIRTUAL_BYTES / MIB
+            ),
+        )
+    } else {
+        convert_fix(&f.path, "azure", "--to fixed --align 1M")
+    };
     let Some(footer) = &f.footer else {
         return vec![not_a_vhd(f, fix)];
     };
@@ -326,10 +347,60 @@ pub fn azure_rules(f: &Facts) -> Vec<Line> {
         Line::new(
             "AZURE_MIN_SIZE",
             Status::Fail,
-            format!("virtual size {v} bytes is below Azure's 20 MiB minimum: grow the disk before converting (convert keeps the size)"),
+            format!("virtual size {v} bytes is below Azure's 20 MiB minimum"),
         )
+        .with_fix(fix)
     });
     lines
+}
+
+/// What an upload to Azure needs, in place of a Glance record: the disk as
+/// Azure judges it and the commands that create a managed disk of the exact
+/// file size and copy the file into it as a page blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AzureUpload {
+    /// raw, fixed, dynamic or differencing (Azure takes fixed only).
+    pub disk_type: Kind,
+    /// Virtual size in bytes (the footer's current size; a raw file's size).
+    pub virtual_size: u64,
+    /// Whether the virtual size is a whole number of MiB (Azure requires it).
+    pub whole_mib: bool,
+    pub file_size: u64,
+    /// `az disk create --upload-size-bytes`: the file size, footer included.
+    pub upload_size_bytes: u64,
+    /// The steps, in order: create the disk, get a write SAS, copy, revoke.
+    pub commands: Vec<String>,
+}
+
+/// The Azure upload of `f` as the managed disk `name` (placeholders
+/// RESOURCE_GROUP and `<SAS>`, the URL `grant-access` prints).
+pub fn azure_upload(f: &Facts, name: &str) -> AzureUpload {
+    let virtual_size = f.footer.as_ref().map_or(f.file_size, |f| f.current_size);
+    let disk = format!(
+        "--resource-group RESOURCE_GROUP --name {}",
+        shell_quote(name)
+    );
+    AzureUpload {
+        disk_type: f.kind,
+        virtual_size,
+        whole_mib: virtual_size % MIB == 0,
+        file_size: f.file_size,
+        upload_size_bytes: f.file_size,
+        commands: vec![
+            format!(
+                "az disk create {disk} --upload-type Upload --upload-size-bytes {} --sku standard_lrs",
+                f.file_size
+            ),
+            format!(
+                "az disk grant-access {disk} --access-level Write --duration-in-seconds 86400 --query accessSas --output tsv"
+            ),
+            format!(
+                "azcopy copy {} \"<SAS>\" --blob-type PageBlob",
+                shell_quote(&f.path.to_string_lossy())
+            ),
+            format!("az disk revoke-access {disk}"),
+        ],
+    }
 }
 
 // ---------------------------------------------------------------- segments
@@ -460,19 +531,29 @@ fn size_mismatch(name: &str, link: &ChainLink, next: &ChainLink) -> Line {
 /// The chain rules: numbering, length, link kinds, parent ids, sizes,
 /// leaf not hidden, creator.
 pub fn xenserver_rules(numbers: &[usize], others: &[String], links: &[ChainLink]) -> Vec<Line> {
+    if numbers.is_empty() {
+        return vec![Line::new(
+            "XEN_CHAIN_NAMES",
+            Status::Fail,
+            "no 0.vhd: a XenServer image is a chain 0.vhd (leaf) … n.vhd (base)".into(),
+        )];
+    }
+    let mut lines = numbering_rules(numbers, others, links.len());
+    lines.extend(link_rules(links));
+    if let Some(leaf) = links.first() {
+        lines.extend(leaf_rules(leaf));
+    }
+    lines
+}
+
+/// Names 0.vhd … n.vhd without gaps, nothing else, at most
+/// [`XEN_MAX_LINKS`] links.
+fn numbering_rules(numbers: &[usize], others: &[String], links: usize) -> Vec<Line> {
     let mut lines = Vec::new();
     let gaps: Vec<String> = (0..numbers.last().map_or(0, |n| n + 1))
         .filter(|n| !numbers.contains(n))
         .map(|n| format!("{n}.vhd"))
         .collect();
-    if numbers.is_empty() {
-        lines.push(Line::new(
-            "XEN_CHAIN_NAMES",
-            Status::Fail,
-            "no 0.vhd: a XenServer image is a chain 0.vhd (leaf) … n.vhd (base)".into(),
-        ));
-        return lines;
-    }
     if gaps.is_empty() {
         lines.push(Line::new(
             "XEN_CHAIN_NAMES",
@@ -493,45 +574,45 @@ pub fn xenserver_rules(numbers: &[usize], others: &[String], links: &[ChainLink]
             format!("files that are not links: {}", others.join(", ")),
         ));
     }
-    if links.len() > XEN_MAX_LINKS {
+    if links > XEN_MAX_LINKS {
         lines.push(Line::new(
             "XEN_CHAIN_LENGTH",
             Status::Fail,
-            format!("{} links: at most {XEN_MAX_LINKS}", links.len()),
+            format!("{links} links: at most {XEN_MAX_LINKS}"),
         ));
     }
-    let last = links.len().saturating_sub(1);
+    lines
+}
+
+/// Link `i` of `len`'s kind: a VHD; differencing but for the base; the
+/// base not differencing.
+fn link_kind_rule(i: usize, len: usize, link: &ChainLink) -> Option<Line> {
+    let name = format!("{}.vhd", link.index);
+    let message = match (i + 1 == len, link.kind) {
+        (_, Kind::Raw) => format!("{name} is not a VHD"),
+        (true, Kind::Differencing) => {
+            format!("{name}, the base, is a differencing disk: its parent is not in the chain")
+        }
+        (false, k) if k != Kind::Differencing => format!(
+            "{name} is a {} disk but {}.vhd follows it: only the base may have no parent",
+            k.name(),
+            link.index + 1
+        ),
+        _ => return None,
+    };
+    Some(Line::new("XEN_CHAIN_KIND", Status::Fail, message))
+}
+
+/// Each link's kind, its parent id against the next link's footer, and
+/// their sizes; a PASS when every id matches.
+fn link_rules(links: &[ChainLink]) -> Vec<Line> {
+    let mut lines = Vec::new();
     let mut ids_ok = true;
     for (i, link) in links.iter().enumerate() {
         let name = format!("{}.vhd", link.index);
-        match (i == last, link.kind) {
-            (_, Kind::Raw) => {
-                ids_ok = false;
-                lines.push(Line::new(
-                    "XEN_CHAIN_KIND",
-                    Status::Fail,
-                    format!("{name} is not a VHD"),
-                ));
-            }
-            (true, Kind::Differencing) => {
-                ids_ok = false;
-                lines.push(Line::new(
-                    "XEN_CHAIN_KIND",
-                    Status::Fail,
-                    format!(
-                        "{name}, the base, is a differencing disk: its parent is not in the chain"
-                    ),
-                ));
-            }
-            (false, k) if k != Kind::Differencing => {
-                ids_ok = false;
-                lines.push(Line::new(
-                    "XEN_CHAIN_KIND",
-                    Status::Fail,
-                    format!("{name} is a {} disk but {}.vhd follows it: only the base may have no parent", k.name(), link.index + 1),
-                ));
-            }
-            _ => {}
+        if let Some(l) = link_kind_rule(i, links.len(), link) {
+            ids_ok = false;
+            lines.push(l);
         }
         if let (Some(parent_id), Some(next)) = (link.parent_id_bytes, links.get(i + 1)) {
             let next_id = next.footer.as_ref().map(|f| f.unique_id);
@@ -560,26 +641,29 @@ pub fn xenserver_rules(numbers: &[usize], others: &[String], links: &[ChainLink]
             "every child's parent unique id matches its parent's footer".into(),
         ));
     }
-    if let Some(leaf) = links.first() {
-        match leaf.hidden {
-            Some(0) | None => lines.push(Line::new(
-                "XEN_LEAF_HIDDEN",
-                Status::Pass,
-                "0.vhd is not hidden".into(),
-            )),
-            Some(h) => lines.push(Line::new(
-                "XEN_LEAF_HIDDEN",
-                Status::Fail,
-                format!("0.vhd is hidden (footer byte 85 = {h}): XenServer would not attach the leaf (vhd-util set -n 0.vhd -f hidden -v 0)"),
-            )),
-        }
-        if leaf.creator.as_deref() == Some("qemu") {
-            lines.push(Line::new(
-                "XEN_CREATOR",
-                Status::Warn,
-                "0.vhd's creator is \"qemu\": XenServer does not resize such VHDs".into(),
-            ));
-        }
+    lines
+}
+
+/// The leaf (0.vhd): not hidden, and not made by qemu.
+fn leaf_rules(leaf: &ChainLink) -> Vec<Line> {
+    let mut lines = vec![match leaf.hidden {
+        Some(0) | None => Line::new(
+            "XEN_LEAF_HIDDEN",
+            Status::Pass,
+            "0.vhd is not hidden".into(),
+        ),
+        Some(h) => Line::new(
+            "XEN_LEAF_HIDDEN",
+            Status::Fail,
+            format!("0.vhd is hidden (footer byte 85 = {h}): XenServer would not attach the leaf (vhd-util set -n 0.vhd -f hidden -v 0)"),
+        ),
+    }];
+    if leaf.creator.as_deref() == Some("qemu") {
+        lines.push(Line::new(
+            "XEN_CREATOR",
+            Status::Warn,
+            "0.vhd's creator is \"qemu\": XenServer does not resize such VHDs".into(),
+        ));
     }
     lines
 }
@@ -749,7 +833,7 @@ mod tests {
             path: format!("{index}.vhd").into(),
             kind,
             current_size: Some(GIB),
-            creator: Some("tap\\0".into()),
+            creator: Some("tap".into()),
             unique_id: Some(uuid::Uuid::from_bytes([id; 16]).to_string()),
             parent_unique_id: parent.map(|p| uuid::Uuid::from_bytes([p; 16]).to_string()),
             hidden: Some(0),

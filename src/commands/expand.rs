@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 pub use crate::cloud::nova::{ExpandReport, FsGrowth, Verdict};
 pub use crate::grow::{expand, plan_expand, ExpandOptions};
-use crate::partition::{GrowRule, PartitionInfo};
+use crate::partition::{GrowRule, PartitionInfo, TableKind};
 use crate::report::{block_size_u32, parse_size_arg, Bar, Outcome, OutputArgs, ParentArgs, ToArg};
 use crate::writer::DEFAULT_CREATOR;
 use crate::{Error, Result};
@@ -100,83 +100,113 @@ pub fn run(args: Args) -> Result<Outcome> {
 
 /// The human rendering of the plan and verdict, from the report alone.
 pub fn text(report: &ExpandReport) -> String {
+    use std::fmt::Write;
     let r = report;
-    {
-        use std::fmt::Write;
-        let mut out = String::new();
-        let _ = writeln!(out, "disk: {} -> {} bytes", r.old_size, r.new_size);
-        let table = |out: &mut String, title: &str, parts: &[PartitionInfo]| {
-            let _ = writeln!(out, "{title}:");
-            if parts.is_empty() {
-                let _ = writeln!(out, "  (none)");
-            }
-            for p in parts {
-                let _ = writeln!(
-                    out,
-                    "  {:>2}  start {:>12}  end {:>12}  sectors {:>12}  type {}{}",
-                    p.number,
-                    p.start_lba,
-                    p.end_lba,
-                    p.size_sectors,
-                    p.type_id,
-                    if p.bootable { "  boot" } else { "" }
-                );
-            }
-        };
-        let _ = writeln!(out, "partition table: {:?}", r.table_kind);
-        table(&mut out, "partitions before", &r.partitions_before);
-        table(&mut out, "partitions after", &r.partitions_after);
-        if let Some(fs) = &r.filesystem {
-            let _ = writeln!(
-                out,
-                "filesystem: {} at {:#x}: {} -> {} bytes",
-                fs.kind, fs.offset_bytes, fs.size_before_bytes, fs.size_after_bytes
-            );
-            for side in ["before", "after"] {
-                if let Some(v) = fs.detail.get(side) {
-                    let _ = writeln!(out, "  {side}: {v}");
-                }
-            }
-        }
+    let mut out = String::new();
+    let _ = writeln!(out, "disk: {} -> {} bytes", r.old_size, r.new_size);
+    let _ = writeln!(out, "partition table: {}", table_name(r.table_kind));
+    partition_table(&mut out, "partitions before", &r.partitions_before);
+    partition_table(&mut out, "partitions after", &r.partitions_after);
+    if let Some(fs) = &r.filesystem {
+        fs_table(&mut out, fs);
+    }
+    let _ = writeln!(
+        out,
+        "{}: {} bytes in {} range(s)",
+        if r.dry_run { "would change" } else { "changed" },
+        r.changed_bytes,
+        r.changed.len()
+    );
+    for (off, len) in r.changed.iter().take(20) {
+        let _ = writeln!(out, "  {off:#x} +{len}");
+    }
+    if r.changed.len() > 20 {
+        let _ = writeln!(out, "  ... {} more", r.changed.len() - 20);
+    }
+    let v = &r.verdict;
+    let _ = writeln!(out, "verdict: {}", v.nova);
+    let _ = writeln!(out, "         {}", v.vhdkit);
+    for n in &v.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
+    if let Some(w) = &r.written {
         let _ = writeln!(
             out,
-            "changed: {} bytes in {} range(s)",
-            r.changed_bytes,
-            r.changed.len()
+            "wrote {} ({}, {} bytes)",
+            w.output.display(),
+            w.output_kind,
+            w.file_size
         );
-        for (off, len) in r.changed.iter().take(20) {
-            let _ = writeln!(out, "  {off:#x} +{len}");
+    }
+    out
+}
+
+/// How a reader names a partition table kind.
+fn table_name(kind: TableKind) -> &'static str {
+    match kind {
+        TableKind::Mbr => "MBR",
+        TableKind::Gpt => "GPT",
+        TableKind::None => "none",
+    }
+}
+
+fn partition_table(out: &mut String, title: &str, parts: &[PartitionInfo]) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "{title}:");
+    if parts.is_empty() {
+        let _ = writeln!(out, "  (none)");
+    }
+    for p in parts {
+        let _ = writeln!(
+            out,
+            "  {:>2}  start {:>12}  end {:>12}  sectors {:>12}  type {}{}",
+            p.number,
+            p.start_lba,
+            p.end_lba,
+            p.size_sectors,
+            p.type_id,
+            if p.bootable { "  boot" } else { "" }
+        );
+    }
+}
+
+/// The filesystem before and after, one row per count (a FAT block is a
+/// cluster; groups and inodes are ext's only).
+fn fs_table(out: &mut String, fs: &FsGrowth) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "filesystem: {} at {:#x}: {} -> {} bytes",
+        fs.kind, fs.offset_bytes, fs.size_before_bytes, fs.size_after_bytes
+    );
+    let unit = if fs.kind.starts_with("fat") {
+        "cluster"
+    } else {
+        "block"
+    };
+    let (b, a) = (&fs.before, &fs.after);
+    let n = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    let rows = [
+        ("kind".to_string(), b.kind.clone(), a.kind.clone()),
+        (
+            format!("{unit} size"),
+            b.block_size.to_string(),
+            a.block_size.to_string(),
+        ),
+        (
+            format!("{unit}s"),
+            b.blocks.to_string(),
+            a.blocks.to_string(),
+        ),
+        ("groups".to_string(), n(b.groups), n(a.groups)),
+        ("inodes".to_string(), n(b.inodes), n(a.inodes)),
+        (format!("free {unit}s"), n(b.free_blocks), n(a.free_blocks)),
+    ];
+    let _ = writeln!(out, "  {:<14} {:>14} {:>14}", "", "before", "after");
+    for (name, before, after) in rows {
+        if before == "-" && after == "-" {
+            continue;
         }
-        if r.changed.len() > 20 {
-            let _ = writeln!(out, "  ... {} more", r.changed.len() - 20);
-        }
-        let v = &r.verdict;
-        let nova = match (&v.nova_refusal, v.nova_resizes) {
-            (Some(reason), _) => format!("Nova would refuse: {reason}"),
-            (None, true) => "Nova would resize the partition and filesystem".to_string(),
-            (None, false) => "Nova would not resize the partition and filesystem".to_string(),
-        };
-        let _ = writeln!(out, "verdict: {nova}");
-        let ours = if v.grown {
-            "vhdkit grew the partition and filesystem"
-        } else if v.disk_only {
-            "vhdkit grew only the disk (--disk-only)"
-        } else {
-            "vhdkit refuses (nothing written)"
-        };
-        let _ = writeln!(out, "         {ours}");
-        for n in &v.notes {
-            let _ = writeln!(out, "  note: {n}");
-        }
-        if let Some(w) = &r.written {
-            let _ = writeln!(
-                out,
-                "wrote {} ({}, {} bytes)",
-                w.output.display(),
-                w.output_kind,
-                w.file_size
-            );
-        }
-        out
+        let _ = writeln!(out, "  {name:<14} {before:>14} {after:>14}");
     }
 }

@@ -10,7 +10,7 @@ use crate::disk::{detect, detect_foreign, parent, Chain, Kind, ParentOptions};
 use crate::format::footer::{qemu_size, qemu_uses_chs};
 use crate::format::foreign::ForeignInfo;
 use crate::format::rfc3339;
-use crate::format::{fourcc, DiskType, Footer, Layout, PlatformCode};
+use crate::format::{fourcc, fourcc_hex, trimmed_fourcc, DiskType, Footer, Layout, PlatformCode};
 use crate::report::size_text;
 use crate::report::{Outcome, OutputArgs};
 use crate::Result;
@@ -81,7 +81,10 @@ pub struct Info {
     pub chs_size: Option<u64>,
     pub geometry: Option<GeometryInfo>,
     pub sizes: Option<SizeRules>,
+    /// The four characters, trailing NULs and spaces trimmed.
     pub creator_application: Option<String>,
+    /// The four bytes exactly, as hex.
+    pub creator_application_hex: Option<String>,
     pub creator_version: Option<String>,
     pub creator_host_os: Option<String>,
     pub timestamp: Option<String>,
@@ -140,6 +143,7 @@ fn info_link(path: &Path, chain: &mut Chain) -> Result<Info> {
             geometry: None,
             sizes: None,
             creator_application: None,
+            creator_application_hex: None,
             creator_version: None,
             creator_host_os: None,
             timestamp: None,
@@ -194,7 +198,8 @@ fn info_link(path: &Path, chain: &mut Chain) -> Result<Info> {
             },
             glance: f.original_size,
         }),
-        creator_application: Some(fourcc(f.creator_application)),
+        creator_application: Some(trimmed_fourcc(f.creator_application)),
+        creator_application_hex: Some(fourcc_hex(f.creator_application)),
         creator_version: Some(format!(
             "{}.{}",
             f.creator_version >> 16,
@@ -282,124 +287,159 @@ impl Info {
 
     fn write_text(&self, out: &mut String, indent: &str) {
         use std::fmt::Write;
-        let mut row = |k: &str, v: String| {
-            let _ = writeln!(out, "{indent}{k:<22} {v}");
-        };
-        row("file", self.path.display().to_string());
+        let mut rows = Rows::default();
+        rows.push("file", self.path.display().to_string());
         match &self.foreign_format {
             Some(f) => {
-                row(
+                rows.push(
                     "format",
                     format!("{}, not a VHD or a raw disk", f.description),
                 );
-                row("fix", f.fix.clone());
+                rows.push("fix", f.fix.clone());
             }
             None => {
-                row("disk type", self.disk_type.name().to_string());
-                row("virtual size", size_text(self.virtual_size));
+                rows.push("disk type", self.disk_type.name().to_string());
+                rows.push("virtual size", size_text(self.virtual_size));
             }
         }
-        row("file size", size_text(self.file_size));
-        if let (Some(cur), Some(orig), Some(chs), Some(g), Some(s)) = (
+        rows.push("file size", size_text(self.file_size));
+        self.size_rows(&mut rows);
+        self.footer_rows(&mut rows);
+        if let (Some(bs), Some(n)) = (self.block_size, self.max_table_entries) {
+            rows.push("block size", size_text(u64::from(bs)));
+            rows.push("table entries", n.to_string());
+            if let (Some(a), Some(b)) = (self.allocated_blocks, self.allocated_bytes) {
+                rows.push("allocated", format!("{a} blocks, {}", size_text(b)));
+            }
+        }
+        if let Some(p) = &self.parent {
+            parent_rows(p, &mut rows);
+        }
+        for (k, v) in &rows.0 {
+            let _ = writeln!(out, "{indent}{k:<22} {v}");
+        }
+        if let Some(pi) = self.parent.as_ref().and_then(|p| p.info.as_ref()) {
+            let _ = writeln!(out, "{indent}parent:");
+            pi.write_text(out, &format!("{indent}  "));
+        }
+    }
+
+    /// The footer's sizes, its geometry and who reads which.
+    fn size_rows(&self, rows: &mut Rows) {
+        let (Some(cur), Some(orig), Some(chs), Some(g), Some(s)) = (
             self.current_size,
             self.original_size,
             self.chs_size,
             &self.geometry,
             &self.sizes,
-        ) {
-            row("current size", size_text(cur));
-            row("original size", size_text(orig));
-            row(
-                "geometry (C/H/S)",
-                format!(
-                    "{}/{}/{} = {}",
-                    g.cylinders,
-                    g.heads,
-                    g.sectors_per_track,
-                    size_text(chs)
-                ),
-            );
-            row(
-                "size seen by qemu",
-                format!("{} ({})", size_text(s.qemu), s.qemu_rule),
-            );
-            row(
-                "size seen by Glance",
-                format!("{} (original size)", size_text(s.glance)),
-            );
-            row(
-                "size seen by Hyper-V",
-                format!("{} (current size)", size_text(s.hyperv)),
-            );
-        }
+        ) else {
+            return;
+        };
+        rows.push("current size", size_text(cur));
+        rows.push("original size", size_text(orig));
+        rows.push(
+            "geometry (C/H/S)",
+            format!(
+                "{}/{}/{} = {}",
+                g.cylinders,
+                g.heads,
+                g.sectors_per_track,
+                size_text(chs)
+            ),
+        );
+        rows.push(
+            "size seen by qemu",
+            format!("{} ({})", size_text(s.qemu), s.qemu_rule),
+        );
+        rows.push(
+            "size seen by Glance",
+            format!("{} (original size)", size_text(s.glance)),
+        );
+        rows.push(
+            "size seen by Hyper-V",
+            format!("{} (current size)", size_text(s.hyperv)),
+        );
+    }
+
+    /// Creator, timestamp, identity and checksum.
+    fn footer_rows(&self, rows: &mut Rows) {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-        if self.creator_application.is_some() {
-            row(
-                "creator",
-                format!(
-                    "{:?} {} on {}",
-                    opt(&self.creator_application),
-                    opt(&self.creator_version),
-                    opt(&self.creator_host_os)
-                ),
+        if self.creator_application.is_none() {
+            return;
+        }
+        // The exact bytes when padding NULs were trimmed from the name.
+        let bytes = match &self.creator_application_hex {
+            Some(hex) if hex.as_bytes().chunks(2).any(|b| b == b"00") => {
+                format!(" (bytes {hex})")
+            }
+            _ => String::new(),
+        };
+        rows.push(
+            "creator",
+            format!(
+                "{:?} {} on {}{bytes}",
+                opt(&self.creator_application),
+                opt(&self.creator_version),
+                opt(&self.creator_host_os),
+            ),
+        );
+        rows.push("timestamp", opt(&self.timestamp));
+        rows.push("unique id", opt(&self.unique_id));
+        rows.push(
+            "saved state",
+            format!("{}", self.saved_state.unwrap_or(false)),
+        );
+        if let Some(ok) = self.footer_checksum_ok {
+            rows.push(
+                "footer checksum",
+                if ok {
+                    "ok".into()
+                } else {
+                    "MISMATCH (run `vhdkit check`)".into()
+                },
             );
-            row("timestamp", opt(&self.timestamp));
-            row("unique id", opt(&self.unique_id));
-            row(
-                "saved state",
-                format!("{}", self.saved_state.unwrap_or(false)),
-            );
-            if let Some(ok) = self.footer_checksum_ok {
-                row(
-                    "footer checksum",
-                    if ok {
-                        "ok".into()
-                    } else {
-                        "MISMATCH (run `vhdkit check`)".into()
-                    },
-                );
-            }
         }
-        if let (Some(bs), Some(n)) = (self.block_size, self.max_table_entries) {
-            row("block size", size_text(u64::from(bs)));
-            row("table entries", n.to_string());
-            if let (Some(a), Some(b)) = (self.allocated_blocks, self.allocated_bytes) {
-                row("allocated", format!("{a} blocks, {}", size_text(b)));
-            }
-        }
-        if let Some(p) = &self.parent {
-            row("parent name", p.name.clone());
-            row("parent unique id", p.expected_unique_id.clone());
-            for l in &p.locators {
-                row(
-                    &format!("locator {}", l.index),
-                    format!(
-                        "{} {:?}",
-                        l.platform_code,
-                        l.path.clone().unwrap_or_default()
-                    ),
-                );
-            }
-            match (&p.found, p.id_match) {
-                (Some(found), Some(m)) => row(
-                    "parent found",
-                    format!(
-                        "{} (unique id {})",
-                        found.display(),
-                        if m { "matches" } else { "DOES NOT MATCH" }
-                    ),
-                ),
-                (Some(found), None) => row("parent found", found.display().to_string()),
-                (None, _) => row("parent found", "NO".into()),
-            }
-            if let Some(e) = &p.error {
-                row("parent error", e.clone());
-            }
-            if let Some(pi) = &p.info {
-                let _ = writeln!(out, "{indent}parent:");
-                pi.write_text(out, &format!("{indent}  "));
-            }
-        }
+    }
+}
+
+/// The text table's rows, in order.
+#[derive(Default)]
+struct Rows(Vec<(String, String)>);
+
+impl Rows {
+    fn push(&mut self, key: &str, value: String) {
+        self.0.push((key.to_string(), value));
+    }
+}
+
+/// The parent's name, id, locators and where it was found.
+fn parent_rows(p: &ParentInfo, rows: &mut Rows) {
+    rows.push("parent name", p.name.clone());
+    rows.push("parent unique id", p.expected_unique_id.clone());
+    for l in &p.locators {
+        rows.push(
+            &format!("locator {}", l.index),
+            format!(
+                "{} {:?}",
+                l.platform_code,
+                l.path.clone().unwrap_or_default()
+            ),
+        );
+    }
+    match (&p.found, p.id_match) {
+        (Some(found), Some(m)) => rows.push(
+            "parent found",
+            format!(
+                "{} (unique id {})",
+                found.display(),
+                if m { "matches" } else { "DOES NOT MATCH" }
+            ),
+        ),
+        (Some(found), None) => rows.push("parent found", found.display().to_string()),
+        (None, _) => rows.push("parent found", "NO".into()),
+    }
+    if let Some(e) = &p.error {
+        rows.push("parent error", e.clone());
     }
 }
 

@@ -88,6 +88,28 @@ pub fn fourcc(bytes: [u8; 4]) -> String {
     }
 }
 
+/// A creator application (or other four-character code) as people name it:
+/// trailing NULs and spaces are padding and are trimmed (`tap\0` -> `tap`,
+/// `vpc ` -> `vpc`, as `--creator` spells them); a code that is not text is
+/// shown as [`fourcc`] shows it (hex). [`fourcc_hex`] keeps the exact bytes.
+pub fn trimmed_fourcc(bytes: [u8; 4]) -> String {
+    let len = bytes
+        .iter()
+        .rposition(|&b| b != 0 && b != b' ')
+        .map_or(0, |i| i + 1);
+    let head = bytes.get(..len).unwrap_or(&[]);
+    if head.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        head.iter().map(|&b| char::from(b)).collect()
+    } else {
+        fourcc(bytes)
+    }
+}
+
+/// The four bytes as eight lowercase hex digits (`tap\0` -> `74617000`).
+pub fn fourcc_hex(bytes: [u8; 4]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// `text` with control characters and U+FFFD (bytes that were not valid
 /// UTF-8 or UTF-16) shown as escapes, quoted: safe to print in a message.
 pub fn escape_text(text: &str) -> String {
@@ -132,6 +154,18 @@ mod tests {
     fn escapes_never_print_replacement_characters() {
         assert_eq!(escape_bytes(b"\xffDG\0ab"), "\"\\xffDG\\x00ab\"");
         assert_eq!(escape_text("a\u{fffd}\n"), "\"a\\u{fffd}\\n\"");
+    }
+
+    #[test]
+    fn trimmed_fourcc_drops_padding_and_hex_keeps_it() {
+        assert_eq!(trimmed_fourcc(*b"tap\0"), "tap");
+        assert_eq!(trimmed_fourcc(*b"vpc "), "vpc");
+        assert_eq!(trimmed_fourcc(*b"wa\0\0"), "wa");
+        assert_eq!(trimmed_fourcc(*b"CTXS"), "CTXS");
+        assert_eq!(trimmed_fourcc([0; 4]), "");
+        // A NUL inside the name is not padding: shown escaped, as fourcc does.
+        assert_eq!(trimmed_fourcc(*b"a\0b "), "a\\0b ");
+        assert_eq!(fourcc_hex(*b"tap\0"), "74617000");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use crate::cloud::nova::{self, refusal_text, ExpandReport, FsGrowth, Verdict};
+use crate::cloud::nova::{self, refusal_text, ExpandReport, FsGrowth, FsSummary, Verdict};
 use crate::disk;
 use crate::disk::device::{Device, SliceDevice};
 use crate::disk::overlay::Overlay;
@@ -85,6 +85,8 @@ pub fn expand(
     };
     report.output = Some(output.to_path_buf());
     report.written = Some(written);
+    report.dry_run = false;
+    report.verdict.word(false);
     Ok(report)
 }
 
@@ -166,6 +168,8 @@ fn plan_on(o: &mut Overlay<'_>, input: &Path, opts: &ExpandOptions) -> Result<Ex
             grown: false,
             disk_only: false,
             notes: Vec::new(),
+            nova: String::new(),
+            vhdkit: String::new(),
         },
     };
     let Some((offset, kind)) = nova_region(o, &table, &mut found.verdict) else {
@@ -225,8 +229,10 @@ fn finish(o: &Overlay<'_>, input: &Path, opts: &ExpandOptions, found: Found) -> 
                 .into(),
         );
     }
+    verdict.word(true);
     let changed = o.changed_ranges();
     ExpandReport {
+        dry_run: true,
         input: input.to_path_buf(),
         output: None,
         old_size: o.base().size_bytes(),
@@ -290,6 +296,8 @@ fn grow_fs(
                 offset_bytes: offset,
                 size_before_bytes: plan.before.total_sectors * bps,
                 size_after_bytes: plan.after.total_sectors * bps,
+                before: fat_summary(&plan.before),
+                after: fat_summary(&plan.after),
                 detail: serde_json::to_value(&plan).unwrap_or_default(),
             })
         }
@@ -319,6 +327,30 @@ fn grow_ext(
         offset_bytes: offset,
         size_before_bytes: plan.before.blocks_count * u64::from(plan.before.block_size),
         size_after_bytes: plan.after.blocks_count * u64::from(plan.after.block_size),
+        before: ext_summary(&plan.before),
+        after: ext_summary(&plan.after),
         detail: serde_json::to_value(&plan).unwrap_or_default(),
     })
+}
+
+fn ext_summary(i: &crate::fs::ext::ExtInfo) -> FsSummary {
+    FsSummary {
+        kind: i.kind.to_string(),
+        block_size: u64::from(i.block_size),
+        blocks: i.blocks_count,
+        groups: Some(i.groups),
+        inodes: Some(u64::from(i.inodes_count)),
+        free_blocks: Some(i.free_blocks),
+    }
+}
+
+fn fat_summary(i: &crate::fs::fat::FatInfo) -> FsSummary {
+    FsSummary {
+        kind: i.fat_type.to_ascii_lowercase(),
+        block_size: u64::from(i.bytes_per_sector) * u64::from(i.sectors_per_cluster),
+        blocks: u64::from(i.cluster_count),
+        groups: None,
+        inodes: None,
+        free_blocks: i.free_clusters.map(u64::from),
+    }
 }

@@ -173,14 +173,17 @@ pub fn now_vhd_timestamp() -> u32 {
     u32::try_from(now.saturating_sub(VHD_EPOCH_UNIX.unsigned_abs())).unwrap_or(u32::MAX)
 }
 
-/// Refuses a block size VHD readers do not accept.
+/// Refuses a block size VHD readers do not accept or read differently
+/// (the rule is [`crate::format::header::writable_block_size`]'s: a power
+/// of two from 4 KiB, as below it qemu reads other data, to 256 MiB).
 pub fn validate_block_size(bs: u32) -> Result<()> {
-    if !bs.is_power_of_two() || !(512..=crate::disk::dynamic::MAX_BLOCK_SIZE).contains(&bs) {
-        return Err(Error::Usage(format!(
-            "--block-size {bs}: expected a power of two from 512 bytes to 256M (2M is the standard; Hyper-V also uses 512K)"
-        )));
-    }
-    Ok(())
+    crate::format::header::writable_block_size(bs, crate::disk::dynamic::MAX_BLOCK_SIZE)
+        .map(|_| ())
+        .map_err(|e| {
+            Error::Usage(format!(
+                "--block-size: {e}; 2M is the standard, and Hyper-V reads only 512K and 2M"
+            ))
+        })
 }
 
 /// Writes the virtual disk `disk` (read from `input`) to `output` in the

@@ -83,6 +83,74 @@ pub struct Generated {
     pub cpu_seconds: f64,
     /// `written_bytes / wall_seconds`, in GB/s (10^9 bytes).
     pub write_gbps: f64,
+    /// What the disk holds besides the data: "MBR partition 1 from sector
+    /// 2048 to the end, ext4", or why not.
+    pub layout: String,
+}
+
+/// Where partition 1 of a generated disk starts (1 MiB, as partitioners do).
+pub const PARTITION_START_SECTOR: u32 = 2048;
+
+/// An MBR whose one entry, partition 1 (type 0x83, Linux), runs from
+/// [`PARTITION_START_SECTOR`] to the last sector of a disk of
+/// `disk_sectors`; `None` when MBR cannot describe it (above 2 TiB).
+fn mbr_sector(disk_sectors: u64) -> Option<[u8; 512]> {
+    let count = u32::try_from(disk_sectors.checked_sub(u64::from(PARTITION_START_SECTOR))?).ok()?;
+    let mut mbr = [0u8; 512];
+    let entry = &mut mbr[446..462];
+    // CHS fields 0xFE 0xFF 0xFF: "use the LBA fields" for every partitioner.
+    entry[1..4].copy_from_slice(&[0xfe, 0xff, 0xff]);
+    entry[4] = 0x83;
+    entry[5..8].copy_from_slice(&[0xfe, 0xff, 0xff]);
+    entry[8..12].copy_from_slice(&PARTITION_START_SECTOR.to_le_bytes());
+    entry[12..16].copy_from_slice(&count.to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    Some(mbr)
+}
+
+/// Gives the generated disk at `path` an MBR with partition 1 and an ext4
+/// filesystem filling it (made by `mkfs.ext4`, which writes only metadata:
+/// the generated data stays in its free blocks), so `expand` has something
+/// to grow. `Err` says why not (the disk then stays raw data only).
+pub fn partition_and_format(path: &Path, size_bytes: u64) -> std::result::Result<String, String> {
+    let mbr = mbr_sector(size_bytes / 512)
+        .ok_or_else(|| format!("{size_bytes} bytes: MBR cannot describe this disk"))?;
+    let part_bytes = (size_bytes / 512 - u64::from(PARTITION_START_SECTOR)) * 512;
+    let mkfs = std::process::Command::new("mkfs.ext4")
+        .arg("-q")
+        .arg("-F")
+        .arg("-E")
+        .arg(format!(
+            "offset={},nodiscard,lazy_itable_init=1,lazy_journal_init=1",
+            u64::from(PARTITION_START_SECTOR) * 512
+        ))
+        .arg(path)
+        .arg(format!("{}k", part_bytes / 1024))
+        .output();
+    match mkfs {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err("mkfs.ext4 not installed".into())
+        }
+        Err(e) => return Err(format!("mkfs.ext4: {e}")),
+        Ok(o) if !o.status.success() => {
+            return Err(format!(
+                "mkfs.ext4 failed: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ))
+        }
+        Ok(_) => {}
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{}: open: {e}", path.display()))?;
+    file.write_all_at(&mbr, 0)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("{}: write the MBR: {e}", path.display()))?;
+    Ok(format!(
+        "MBR partition 1 from sector {PARTITION_START_SECTOR} to the end, ext4 (mkfs.ext4)"
+    ))
 }
 
 /// Parses an allocated share: `30%`, `30` (percent) or `0.3`.
@@ -234,6 +302,7 @@ pub fn generate(path: &Path, opts: &GenerateOptions) -> Result<Generated> {
         wall_seconds: wall,
         cpu_seconds: cpu,
         write_gbps: super::gbps(written, wall),
+        layout: "raw data only".into(),
     })
 }
 

@@ -55,21 +55,11 @@ impl Cmd {
     }
 }
 
-/// A goal for `vhdkit time / peer time`.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Target {
-    /// The ratio must be at most this.
-    pub max_ratio: f64,
-    /// How the goal reads ("≥ 8× faster").
-    pub text: &'static str,
-}
-
 /// A row of the comparison: the peer's first `steps` commands, summed.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub label: String,
     pub steps: usize,
-    pub target: Option<Target>,
 }
 
 /// vhdkit against one peer (one or more commands run back to back).
@@ -95,10 +85,6 @@ pub struct Comparison {
     pub ratio: f64,
     /// `peer_seconds / vhdkit_seconds`.
     pub speedup: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<Target>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub met: Option<bool>,
     /// Highest peak RSS over vhdkit's runs, and over the peer's.
     pub vhdkit_max_rss_bytes: u64,
     pub peer_max_rss_bytes: u64,
@@ -196,8 +182,6 @@ pub fn compare(pair: &PairSpec, reps: usize, steps: &dyn Steps) -> Vec<Compariso
                 peer_seconds: p,
                 ratio,
                 speedup: if ok { p / v } else { 0.0 },
-                target: row.target,
-                met: row.target.filter(|_| ok).map(|t| ratio <= t.max_ratio),
                 vhdkit_max_rss_bytes: vhdkit_rss,
                 peer_max_rss_bytes: theirs
                     .iter()
@@ -213,19 +197,6 @@ pub fn compare(pair: &PairSpec, reps: usize, steps: &dyn Steps) -> Vec<Compariso
         .collect()
 }
 
-/// The goals of issue 3.
-pub const CONVERT_TARGET: Target = Target {
-    max_ratio: 1.0 / 8.0,
-    text: "≥ 8× faster",
-};
-pub const DIGEST_WHILE_WRITING_TARGET: Target = Target {
-    max_ratio: 1.1,
-    text: "≤ 1.1× md5sum",
-};
-pub const TWO_DIGESTS_TARGET: Target = Target {
-    max_ratio: 1.0 / 1.8,
-    text: "≥ 1.8× faster",
-};
 /// Peak resident memory any vhdkit run may use.
 pub const MAX_RSS_BYTES: u64 = 64 << 20;
 
@@ -244,54 +215,61 @@ pub struct Inputs<'a> {
     pub label: &'a str,
 }
 
-fn rows_with_sync(target: Option<Target>) -> Vec<Row> {
-    vec![
-        Row {
-            label: "(peer as is)".into(),
-            steps: 1,
-            target,
-        },
-        Row {
-            label: "(peer + sync OUT)".into(),
-            steps: 2,
-            target,
-        },
-    ]
+/// One row summing the peer's first `steps` commands.
+fn single_row(steps: usize) -> Vec<Row> {
+    vec![Row {
+        label: String::new(),
+        steps,
+    }]
 }
 
-/// The pairs that can run here: each only when its peer is installed.
-pub fn standard_pairs(inp: &Inputs<'_>) -> Vec<PairSpec> {
-    let mut pairs = Vec::new();
-    let v = inp.vhdkit;
-    let ours = |name: &str| inp.dir.join(format!("cmp-vhdkit-{name}"));
-    let peer_out = |name: &str| inp.dir.join(format!("cmp-peer-{name}"));
-    let prefix = if inp.label.is_empty() {
-        String::new()
-    } else {
-        format!("{} ", inp.label)
-    };
-    let sync = measure::which("sync");
-    let with_sync = |cmd: Cmd, out: &Path| -> Vec<Cmd> {
+/// What every pair builder shares: the inputs, output names, and `sync`.
+struct Pairing<'a, 'b> {
+    inp: &'a Inputs<'b>,
+    prefix: String,
+    sync: Option<PathBuf>,
+}
+
+impl Pairing<'_, '_> {
+    fn ours(&self, name: &str) -> PathBuf {
+        self.inp.dir.join(format!("cmp-vhdkit-{name}"))
+    }
+
+    fn peer_out(&self, name: &str) -> PathBuf {
+        self.inp.dir.join(format!("cmp-peer-{name}"))
+    }
+
+    /// The peer's command, then `sync OUT` when `sync` is installed.
+    fn with_sync(&self, cmd: Cmd, out: &Path) -> Vec<Cmd> {
         let mut steps = vec![cmd];
-        if let Some(s) = &sync {
+        if let Some(s) = &self.sync {
             steps.push(Cmd::new(s, args![out]));
         }
         steps
-    };
-    let rows = |target: Option<Target>| {
-        let mut r = rows_with_sync(target);
-        if sync.is_none() {
-            r.truncate(1);
-        }
-        r
-    };
-    let input = inp.input;
-    let fmt = if inp.input_is_raw { "raw" } else { "vpc" };
+    }
 
-    if let Some(qemu) = measure::which("qemu-img") {
-        let (o, p) = (ours("to-dynamic.vhd"), peer_out("to-dynamic.vhd"));
+    /// The peer as is, and (with `sync`) the peer plus `sync OUT`.
+    fn rows(&self) -> Vec<Row> {
+        let mut rows = vec![Row {
+            label: "(peer as is)".into(),
+            steps: 1,
+        }];
+        if self.sync.is_some() {
+            rows.push(Row {
+                label: "(peer + sync OUT)".into(),
+                steps: 2,
+            });
+        }
+        rows
+    }
+
+    /// convert → dynamic, and dynamic → raw, against qemu-img.
+    fn qemu_pairs(&self, qemu: &Path, pairs: &mut Vec<PairSpec>) {
+        let (v, input, prefix) = (self.inp.vhdkit, self.inp.input, &self.prefix);
+        let fmt = if self.inp.input_is_raw { "raw" } else { "vpc" };
+        let (o, p) = (self.ours("to-dynamic.vhd"), self.peer_out("to-dynamic.vhd"));
         let peer = Cmd::new(
-            &qemu,
+            qemu,
             args![
                 "convert",
                 "-f",
@@ -308,102 +286,116 @@ pub fn standard_pairs(inp: &Inputs<'_>) -> Vec<PairSpec> {
         pairs.push(PairSpec {
             name: format!(
                 "{prefix}convert {} -> dynamic vs qemu-img",
-                if inp.input_is_raw { "raw" } else { "vhd" }
+                if self.inp.input_is_raw { "raw" } else { "vhd" }
             ),
             vhdkit: Cmd::new(v, args!["convert", input, o, "--to", "dynamic", "-q"]).writes(&o),
-            peer: with_sync(peer, &p),
-            rows: rows(Some(CONVERT_TARGET)),
+            peer: self.with_sync(peer, &p),
+            rows: self.rows(),
         });
-        if let Some(d) = inp.dynamic {
-            let (o, p) = (ours("from-dynamic.img"), peer_out("from-dynamic.img"));
-            let peer = Cmd::new(&qemu, args!["convert", "-f", "vpc", "-O", "raw", d, p]).writes(&p);
+        if let Some(d) = self.inp.dynamic {
+            let (o, p) = (
+                self.ours("from-dynamic.img"),
+                self.peer_out("from-dynamic.img"),
+            );
+            let peer = Cmd::new(qemu, args!["convert", "-f", "vpc", "-O", "raw", d, p]).writes(&p);
             pairs.push(PairSpec {
                 name: format!("{prefix}convert dynamic -> raw vs qemu-img"),
                 vhdkit: Cmd::new(v, args!["convert", d, o, "--to", "raw", "-q"]).writes(&o),
-                peer: with_sync(peer, &p),
-                rows: rows(Some(CONVERT_TARGET)),
+                peer: self.with_sync(peer, &p),
+                rows: self.rows(),
             });
         }
     }
 
-    let md5sum = measure::which("md5sum");
-    let sha512sum = measure::which("sha512sum");
-    if let (Some(md5sum), Some(d)) = (&md5sum, inp.dynamic) {
-        let o = ours("digested.vhd");
-        pairs.push(PairSpec {
-            name: format!(
-                "{prefix}convert -> dynamic --checksum md5,sha512 vs md5sum of the output"
-            ),
-            vhdkit: Cmd::new(
-                v,
-                args![
-                    "convert",
-                    input,
-                    o,
-                    "--to",
-                    "dynamic",
-                    "--checksum",
-                    "md5,sha512",
-                    "-q"
+    /// Digests while writing against md5sum of the output, and `checksum`
+    /// against md5sum and sha512sum (one and both).
+    fn digest_pairs(&self, pairs: &mut Vec<PairSpec>) {
+        let (v, input, prefix) = (self.inp.vhdkit, self.inp.input, &self.prefix);
+        let md5sum = measure::which("md5sum");
+        let sha512sum = measure::which("sha512sum");
+        if let (Some(md5sum), Some(d)) = (&md5sum, self.inp.dynamic) {
+            let o = self.ours("digested.vhd");
+            pairs.push(PairSpec {
+                name: format!(
+                    "{prefix}convert -> dynamic --checksum md5,sha512 vs md5sum of the output"
+                ),
+                vhdkit: Cmd::new(
+                    v,
+                    args![
+                        "convert",
+                        input,
+                        o,
+                        "--to",
+                        "dynamic",
+                        "--checksum",
+                        "md5,sha512",
+                        "-q"
+                    ],
+                )
+                .writes(&o),
+                peer: vec![Cmd::new(md5sum, args![d])],
+                rows: single_row(1),
+            });
+        }
+        let checksum = |algo: &str| Cmd::new(v, args!["checksum", input, "--algo", algo, "-q"]);
+        if let Some(md5sum) = &md5sum {
+            pairs.push(PairSpec {
+                name: format!("{prefix}checksum md5 vs md5sum"),
+                vhdkit: checksum("md5"),
+                peer: vec![Cmd::new(md5sum, args![input])],
+                rows: single_row(1),
+            });
+        }
+        if let Some(sha512sum) = &sha512sum {
+            pairs.push(PairSpec {
+                name: format!("{prefix}checksum sha512 vs sha512sum"),
+                vhdkit: checksum("sha512"),
+                peer: vec![Cmd::new(sha512sum, args![input])],
+                rows: single_row(1),
+            });
+        }
+        if let (Some(md5sum), Some(sha512sum)) = (&md5sum, &sha512sum) {
+            pairs.push(PairSpec {
+                name: format!("{prefix}checksum md5,sha512 vs md5sum then sha512sum"),
+                vhdkit: checksum("md5,sha512"),
+                peer: vec![
+                    Cmd::new(md5sum, args![input]),
+                    Cmd::new(sha512sum, args![input]),
                 ],
+                rows: single_row(2),
+            });
+        }
+    }
+}
+
+/// The pairs that can run here: each only when its peer is installed.
+pub fn standard_pairs(inp: &Inputs<'_>) -> Vec<PairSpec> {
+    let pairing = Pairing {
+        inp,
+        prefix: if inp.label.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", inp.label)
+        },
+        sync: measure::which("sync"),
+    };
+    let mut pairs = Vec::new();
+    if let Some(qemu) = measure::which("qemu-img") {
+        pairing.qemu_pairs(&qemu, &mut pairs);
+    }
+    pairing.digest_pairs(&mut pairs);
+    if let (Some(cp), true) = (measure::which("cp"), inp.input_is_raw) {
+        let (o, p) = (pairing.ours("copy.img"), pairing.peer_out("copy.img"));
+        let peer = Cmd::new(&cp, args!["--sparse=always", inp.input, p]).writes(&p);
+        pairs.push(PairSpec {
+            name: format!("{}convert raw -> raw vs cp --sparse=always", pairing.prefix),
+            vhdkit: Cmd::new(
+                inp.vhdkit,
+                args!["convert", inp.input, o, "--to", "raw", "-q"],
             )
             .writes(&o),
-            peer: vec![Cmd::new(md5sum, args![d])],
-            rows: vec![Row {
-                label: String::new(),
-                steps: 1,
-                target: Some(DIGEST_WHILE_WRITING_TARGET),
-            }],
-        });
-    }
-    let checksum = |algo: &str| Cmd::new(v, args!["checksum", input, "--algo", algo, "-q"]);
-    if let Some(md5sum) = &md5sum {
-        pairs.push(PairSpec {
-            name: format!("{prefix}checksum md5 vs md5sum"),
-            vhdkit: checksum("md5"),
-            peer: vec![Cmd::new(md5sum, args![input])],
-            rows: vec![Row {
-                label: String::new(),
-                steps: 1,
-                target: None,
-            }],
-        });
-    }
-    if let Some(sha512sum) = &sha512sum {
-        pairs.push(PairSpec {
-            name: format!("{prefix}checksum sha512 vs sha512sum"),
-            vhdkit: checksum("sha512"),
-            peer: vec![Cmd::new(sha512sum, args![input])],
-            rows: vec![Row {
-                label: String::new(),
-                steps: 1,
-                target: None,
-            }],
-        });
-    }
-    if let (Some(md5sum), Some(sha512sum)) = (&md5sum, &sha512sum) {
-        pairs.push(PairSpec {
-            name: format!("{prefix}checksum md5,sha512 vs md5sum then sha512sum"),
-            vhdkit: checksum("md5,sha512"),
-            peer: vec![
-                Cmd::new(md5sum, args![input]),
-                Cmd::new(sha512sum, args![input]),
-            ],
-            rows: vec![Row {
-                label: String::new(),
-                steps: 2,
-                target: Some(TWO_DIGESTS_TARGET),
-            }],
-        });
-    }
-    if let (Some(cp), true) = (measure::which("cp"), inp.input_is_raw) {
-        let (o, p) = (ours("copy.img"), peer_out("copy.img"));
-        let peer = Cmd::new(&cp, args!["--sparse=always", input, p]).writes(&p);
-        pairs.push(PairSpec {
-            name: format!("{prefix}convert raw -> raw vs cp --sparse=always"),
-            vhdkit: Cmd::new(v, args!["convert", input, o, "--to", "raw", "-q"]).writes(&o),
-            peer: with_sync(peer, &p),
-            rows: rows(None),
+            peer: pairing.with_sync(peer, &p),
+            rows: pairing.rows(),
         });
     }
     pairs

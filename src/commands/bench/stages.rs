@@ -114,6 +114,9 @@ pub struct Work<'a> {
     pub input: &'a InputInfo,
     pub block_size: u32,
     pub reps: usize,
+    /// Why a generated disk has no partition and filesystem (the reason
+    /// `expand` is skipped), when it has none.
+    pub no_fs: Option<&'a str>,
 }
 
 impl Work<'_> {
@@ -272,7 +275,10 @@ fn expand_stage(work: &Work<'_>) -> StageResult {
         Ok(plan) if plan.filesystem.is_none() => StageResult::not_run(
             NAME,
             Status::Skipped,
-            "no filesystem vhdkit can grow behind partition 1".into(),
+            work.no_fs.map_or_else(
+                || "no filesystem vhdkit can grow behind partition 1".into(),
+                str::to_string,
+            ),
         ),
         Ok(_) => {
             let out = work.out("stage-expanded.vhd");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cloud::targets::{link_number, ChainLink, Facts};
 use crate::disk::Kind;
-use crate::format::{fourcc, Footer, Layout};
+use crate::format::{trimmed_fourcc, Footer, Layout};
 use crate::{Error, Result};
 
 /// A chain folder's entries: the numbered links, sorted, and the other names.
@@ -68,7 +68,7 @@ pub fn read_link(index: usize, path: &Path) -> Result<ChainLink> {
         path: path.to_path_buf(),
         kind: facts.kind,
         current_size: f.map(|f| f.current_size),
-        creator: f.map(|f| fourcc(f.creator_application)),
+        creator: f.map(|f| trimmed_fourcc(f.creator_application)),
         unique_id: f.map(|f| uuid::Uuid::from_bytes(f.unique_id).to_string()),
         parent_unique_id: parent.map(|p| uuid::Uuid::from_bytes(p).to_string()),
         hidden: f.map(Footer::hidden),

@@ -21,6 +21,7 @@ use crate::check::{self, Finding, Severity};
 use crate::cloud::nova::ExpandReport;
 pub use crate::cloud::{flavor, lint, record, targets, Line, Status};
 use crate::disk::{Kind, Source};
+use crate::format::foreign::Foreign;
 use crate::grow::ExpandOptions;
 use crate::partition::GrowRule;
 use crate::pipeline::digest::{digest_source, Algo, DigestReader, DigestSink, Digests};
@@ -131,7 +132,12 @@ pub struct Report {
     /// raw, fixed, dynamic, differencing (of the file, or the chain's leaf).
     pub disk_type: Kind,
     pub structure: Structure,
-    pub record: RecordSection,
+    /// The Glance record (every target but azure).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<RecordSection>,
+    /// What Azure needs (`--target azure`), in place of the record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub azure: Option<targets::AzureUpload>,
     pub lint: Vec<Line>,
     pub target_rules: Vec<Line>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,6 +193,7 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
     } else {
         file_part(image, opts, progress)?
     };
+    structure_lines.extend(content_line(image, &leaf, &opts.check.parents));
 
     let structure_ok = !structure_lines.iter().any(|l| l.status == Status::Fail);
     if structure_ok {
@@ -263,13 +270,15 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
             lines: structure_lines,
             findings: structure_findings,
         },
-        record: RecordSection {
+        azure: (opts.target == Target::Azure)
+            .then(|| targets::azure_upload(&leaf_facts, &record.name)),
+        record: (opts.target != Target::Azure).then_some(RecordSection {
             record,
             create_request,
             command,
             virtual_sizes: sizes,
             lines: record_lines,
-        },
+        }),
         lint: lint_lines,
         target_rules,
         chain,
@@ -280,6 +289,49 @@ pub fn preflight(image: &Path, opts: &Options, progress: &dyn Progress) -> Resul
     };
     report.verdict = report.tally();
     Ok(report)
+}
+
+/// A FAIL when the virtual disk's first sectors hold another image format's
+/// header: the image was converted without being decoded, and a guest would
+/// see a qcow2 (or VMDK, …) file where it expects a partition table.
+/// Nothing when the disk cannot be read (the structure lines say why).
+fn content_line(image: &Path, leaf: &Path, parents: &crate::disk::ParentOptions) -> Option<Line> {
+    let disk = crate::disk::open_with(leaf, parents).ok()?;
+    let len = usize::try_from(disk.size_bytes())
+        .unwrap_or(usize::MAX)
+        .min(crate::format::foreign::PREFIX_LEN);
+    let mut first = vec![0u8; len];
+    disk.read_at(0, &mut first).ok()?;
+    let found = crate::format::foreign::detect_content(&first)?;
+    let inner = format!("content.{}", found.name());
+    let fix = match found {
+        Foreign::Vhd | Foreign::VhdHeaderFragment { .. } => format!(
+            "convert the original VHD instead of its bytes: `vhdkit convert ORIGINAL.vhd {} --to dynamic`",
+            image.display()
+        ),
+        _ if disk.kind() == Kind::Raw => format!(
+            "decode it: `qemu-img convert -f {} -O raw {} disk.raw`, `vhdkit convert disk.raw disk.vhd --to dynamic`",
+            found.name(),
+            image.display(),
+        ),
+        _ => format!(
+            "decode it: `vhdkit convert {} {inner} --to raw`, `qemu-img convert -f {} -O raw {inner} disk.raw`, `vhdkit convert disk.raw disk.vhd --to dynamic`",
+            image.display(),
+            found.name(),
+        ),
+    };
+    Some(
+        Line::new(
+            "CONTENT_FOREIGN",
+            Status::Fail,
+            format!(
+                "the disk's content is {}: it was converted without being decoded, so a guest would see the {} file instead of a disk",
+                found.description(),
+                found.name()
+            ),
+        )
+        .with_fix(fix),
+    )
 }
 
 /// Share of the upload above which free-but-stored bytes earn a WARN.
@@ -713,7 +765,7 @@ impl Report {
         self.structure
             .lines
             .iter()
-            .chain(&self.record.lines)
+            .chain(self.record.iter().flat_map(|r| &r.lines))
             .chain(&self.lint)
             .chain(&self.target_rules)
             .chain(self.flavors.iter().flat_map(|f| &f.lines))
@@ -727,28 +779,6 @@ impl Report {
     pub fn to_text(&self, quiet: bool) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();
-        let section = |out: &mut String, title: &str, lines: &[Line]| {
-            let shown: Vec<&Line> = lines
-                .iter()
-                .filter(|l| !quiet || l.status != Status::Pass)
-                .collect();
-            if shown.is_empty() {
-                return;
-            }
-            let _ = writeln!(out, "{title}");
-            for l in shown {
-                let _ = writeln!(
-                    out,
-                    "  {:<4}  {:<28} {}",
-                    l.status.name(),
-                    l.code,
-                    l.message
-                );
-                if let Some(fix) = &l.fix {
-                    let _ = writeln!(out, "        fix: {fix}");
-                }
-            }
-        };
         if !quiet {
             let _ = writeln!(
                 out,
@@ -759,37 +789,22 @@ impl Report {
                 self.target.name()
             );
         }
-        section(&mut out, "Structure", &self.structure.lines);
-        if !quiet {
-            let r = &self.record;
-            let _ = writeln!(out, "Image record (Glance v2)");
-            let json = serde_json::to_string_pretty(&r.record).unwrap_or_default();
-            for l in json.lines() {
-                let _ = writeln!(out, "  {l}");
+        section(&mut out, "Structure", &self.structure.lines, quiet);
+        if let Some(r) = &self.record {
+            if !quiet {
+                record_text(&mut out, r);
             }
-            if let Some(s) = &r.virtual_sizes {
-                if s.differ {
-                    let _ = writeln!(
-                        out,
-                        "  virtual size by consumer: Glance {} (original size), qemu {} ({}), Hyper-V {} (current size), XenServer {} (current size)",
-                        s.glance, s.qemu, s.qemu_rule, s.hyperv, s.xenserver
-                    );
-                }
-            }
-            let _ = writeln!(out, "Create request (POST /v2/images)");
-            let json = serde_json::to_string_pretty(&r.create_request).unwrap_or_default();
-            for l in json.lines() {
-                let _ = writeln!(out, "  {l}");
-            }
-            let _ = writeln!(out, "Command");
-            let _ = writeln!(out, "  {}", r.command);
+            section(&mut out, "Record", &r.lines, quiet);
         }
-        section(&mut out, "Record", &self.record.lines);
-        section(&mut out, "Property lint", &self.lint);
+        if let (Some(a), false) = (&self.azure, quiet) {
+            azure_text(&mut out, a);
+        }
+        section(&mut out, "Property lint", &self.lint, quiet);
         section(
             &mut out,
             &format!("Target {}", self.target.name()),
             &self.target_rules,
+            quiet,
         );
         if let (Some(p), false) = (&self.package, quiet) {
             let _ = writeln!(
@@ -802,23 +817,7 @@ impl Report {
             );
         }
         if let (Some(s), false) = (&self.segments, quiet) {
-            let _ = writeln!(
-                out,
-                "Swift segments ({} bytes each, container {}_segments)",
-                s.segment_size, s.container
-            );
-            for seg in &s.segments {
-                let _ = writeln!(
-                    out,
-                    "  {:>4}  offset {:>14}  {:>12} bytes  md5 {}  {}",
-                    seg.index, seg.offset, seg.size_bytes, seg.etag, seg.path
-                );
-            }
-            let _ = writeln!(out, "SLO manifest (PUT ?multipart-manifest=put)");
-            let json = serde_json::to_string_pretty(&s.manifest).unwrap_or_default();
-            for l in json.lines() {
-                let _ = writeln!(out, "  {l}");
-            }
+            segments_text(&mut out, s);
         }
         for f in &self.flavors {
             section(
@@ -828,6 +827,7 @@ impl Report {
                     f.flavor.name, f.flavor.ram_mb, f.flavor.root_gb
                 ),
                 &f.lines,
+                quiet,
             );
         }
         let _ = writeln!(out, "{}", self.verdict.line(self.target.name()));
@@ -896,6 +896,100 @@ pub struct Args {
     pub parents: crate::report::ParentArgs,
     #[command(flatten)]
     pub out: crate::report::OutputArgs,
+}
+
+/// One titled section of lines (only WARN and FAIL when `quiet`).
+fn section(out: &mut String, title: &str, lines: &[Line], quiet: bool) {
+    use std::fmt::Write as _;
+    let shown: Vec<&Line> = lines
+        .iter()
+        .filter(|l| !quiet || l.status != Status::Pass)
+        .collect();
+    if shown.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "{title}");
+    for l in shown {
+        let _ = writeln!(
+            out,
+            "  {:<4}  {:<28} {}",
+            l.status.name(),
+            l.code,
+            l.message
+        );
+        if let Some(fix) = &l.fix {
+            let _ = writeln!(out, "        fix: {fix}");
+        }
+    }
+}
+
+/// Pretty JSON, indented under a title.
+fn indented_json(out: &mut String, value: &impl Serialize) {
+    use std::fmt::Write as _;
+    let json = serde_json::to_string_pretty(value).unwrap_or_default();
+    for l in json.lines() {
+        let _ = writeln!(out, "  {l}");
+    }
+}
+
+/// The Glance record, the create request and the openstack command.
+fn record_text(out: &mut String, r: &RecordSection) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "Image record (Glance v2)");
+    indented_json(out, &r.record);
+    if let Some(s) = r.virtual_sizes.filter(|s| s.differ) {
+        let _ = writeln!(
+            out,
+            "  virtual size by consumer: Glance {} (original size), qemu {} ({}), Hyper-V {} (current size), XenServer {} (current size)",
+            s.glance, s.qemu, s.qemu_rule, s.hyperv, s.xenserver
+        );
+    }
+    let _ = writeln!(out, "Create request (POST /v2/images)");
+    indented_json(out, &r.create_request);
+    let _ = writeln!(out, "Command");
+    let _ = writeln!(out, "  {}", r.command);
+}
+
+/// What Azure needs: the disk, its sizes and the upload commands.
+fn azure_text(out: &mut String, a: &targets::AzureUpload) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "Azure upload");
+    let _ = writeln!(out, "  disk type          {}", a.disk_type.name());
+    let _ = writeln!(
+        out,
+        "  virtual size       {} bytes ({})",
+        a.virtual_size,
+        if a.whole_mib {
+            format!("{} MiB", a.virtual_size / targets::MIB)
+        } else {
+            "not a whole number of MiB".into()
+        }
+    );
+    let _ = writeln!(out, "  file size          {} bytes", a.file_size);
+    let _ = writeln!(out, "  upload size bytes  {}", a.upload_size_bytes);
+    let _ = writeln!(out, "Commands");
+    for c in &a.commands {
+        let _ = writeln!(out, "  {c}");
+    }
+}
+
+/// The Swift segment plan and its manifest.
+fn segments_text(out: &mut String, s: &SegmentPlan) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "Swift segments ({} bytes each, container {}_segments)",
+        s.segment_size, s.container
+    );
+    for seg in &s.segments {
+        let _ = writeln!(
+            out,
+            "  {:>4}  offset {:>14}  {:>12} bytes  md5 {}  {}",
+            seg.index, seg.offset, seg.size_bytes, seg.etag, seg.path
+        );
+    }
+    let _ = writeln!(out, "SLO manifest (PUT ?multipart-manifest=put)");
+    indented_json(out, &s.manifest);
 }
 
 /// `vhdkit preflight`.
