@@ -25,15 +25,19 @@ fn leftovers(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Runs `args`, sends SIGTERM after `after`, and returns the exit code.
-fn terminate(args: &[&str], after: Duration) -> Option<i32> {
+/// Runs `args`, sends SIGTERM once `ready` says so (polled every
+/// millisecond, for at most 20 s), and returns the exit code.
+fn terminate(args: &[&str], ready: &dyn Fn() -> bool) -> Option<i32> {
     let mut child = Command::new(bin())
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(after);
+    let start = Instant::now();
+    while !ready() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -66,7 +70,18 @@ fn sigterm_stops_packing_and_leaves_nothing() {
     fs::remove_file(&raw).unwrap();
     let before = fs::read(&vhd).unwrap();
     let tgz = t.path().join("out.tgz");
-    for after_ms in [300, 1500] {
+    let packing = || {
+        fs::read_dir(t.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".vhdkit-tmp"))
+    };
+    // A moment after the start (the signal handlers are installed first
+    // thing), while the link is being read and digested.
+    let t0 = Instant::now();
+    let checking = move || t0.elapsed() > Duration::from_millis(200);
+    let phases: [(&str, &dyn Fn() -> bool); 2] = [("checking", &checking), ("packing", &packing)];
+    for (phase, ready) in phases {
         let code = terminate(
             &[
                 "preflight",
@@ -77,9 +92,9 @@ fn sigterm_stops_packing_and_leaves_nothing() {
                 tgz.to_str().unwrap(),
                 "-q",
             ],
-            Duration::from_millis(after_ms),
+            ready,
         );
-        assert_eq!(code, Some(130), "after {after_ms} ms");
+        assert_eq!(code, Some(130), "SIGTERM while {phase}");
         assert!(!tgz.exists(), "a package was written after SIGTERM");
         assert_eq!(leftovers(t.path()), Vec::<String>::new());
     }
@@ -123,7 +138,8 @@ fn sigterm_stops_unpacking_a_tarball() {
             "xenserver",
             "-q",
         ],
-        Duration::from_millis(400),
+        // The unpack folder exists: the links are being unpacked.
+        &|| !leftovers(t.path()).is_empty(),
     );
     assert_eq!(code, Some(130));
     assert_eq!(leftovers(t.path()), Vec::<String>::new());

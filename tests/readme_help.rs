@@ -92,7 +92,7 @@ fn readme_section(readme: &str, command: &str) -> String {
         .unwrap_or_else(|| panic!("README has no section {head}"));
     let rest = &readme[start + head.len()..];
     let end = rest.find("\n#").unwrap_or(rest.len());
-    rest[..end]
+    without_quoted_commands(&rest[..end], command)
         .lines()
         .filter(|line| !line.contains("cp --") && !line.contains("cargo bench"))
         .filter(|line| {
@@ -103,6 +103,31 @@ fn readme_section(readme: &str, command: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `text` without the inline code spans (which may run over a line break)
+/// that quote a peer tool's command line (`az …`, `azcopy …`) or another
+/// vhdkit command's: their flags are not this command's.
+fn without_quoted_commands(text: &str, command: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in text.split('`').enumerate() {
+        // The text starts inside the heading's code span.
+        let quoted = i % 2 == 0;
+        let peer = part.starts_with("az ") || part.starts_with("azcopy ");
+        let other = COMMANDS
+            .iter()
+            .filter(|c| **c != command)
+            .any(|c| part.starts_with(&format!("vhdkit {c} ")));
+        if quoted && (peer || other) {
+            out.push_str("``");
+        } else {
+            if i > 0 {
+                out.push('`');
+            }
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 #[test]
