@@ -180,7 +180,7 @@ pub fn error_json(e: &Error) -> serde_json::Value {
         Some(code) => serde_json::json!({ "refused": { "code": code, "message": message } }),
         None => serde_json::json!({
             "error": {
-                "kind": e.kind(),
+                "kind": e.kind().name(),
                 "message": message,
                 "path": e.path().map(|p| p.display().to_string()),
             }

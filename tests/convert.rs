@@ -448,7 +448,7 @@ fn full_disk_leaves_nothing() {
 mod sparse_layouts {
     use proptest::prelude::*;
     use std::os::unix::fs::FileExt;
-    use vhdkit::convert::{convert, ConvertOptions, Target};
+    use vhdkit::commands::convert::{convert, ConvertOptions, Target};
     use vhdkit::pipeline::NoProgress;
 
     proptest! {
@@ -479,7 +479,7 @@ mod sparse_layouts {
             let dynamic = dir.path().join("d.vhd");
             convert(&raw, &dynamic, &opts(Target::Dynamic), &NoProgress).unwrap();
             let compacted = dir.path().join("c.vhd");
-            vhdkit::compact::compact(&dynamic, &compacted, &[], &NoProgress).unwrap();
+            vhdkit::commands::compact::compact(&dynamic, &compacted, &[], &NoProgress).unwrap();
             let back = dir.path().join("back.raw");
             convert(&compacted, &back, &opts(Target::Raw), &NoProgress).unwrap();
             prop_assert_eq!(std::fs::read(&back).unwrap(), expect.clone());

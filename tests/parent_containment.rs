@@ -47,7 +47,7 @@ fn setup(locators: impl Fn(&Path) -> Vec<Locator>) -> (tempfile::TempDir, PathBu
 }
 
 fn tried(child: &Path) -> Vec<PathBuf> {
-    let info = vhdkit::info::info(child).unwrap();
+    let info = vhdkit::commands::info::info(child).unwrap();
     let parent = info.parent.expect("a differencing disk has parent info");
     assert!(parent.found.is_none(), "{:?}", parent.found);
     parent.tried.into_iter().map(|a| a.path).collect()

@@ -185,7 +185,7 @@ fn whole_image(data: &[u8]) -> usize {
     let output = dir.join("out.vhd");
     let _ = std::fs::remove_file(&output);
     std::fs::write(&input, data).expect("write the input");
-    let info = vhdkit::info::info(&input);
+    let info = vhdkit::commands::info::info(&input);
     let options = vhdkit::check::Options {
         now_unix: Some(1_800_000_000),
         ..Default::default()
@@ -210,12 +210,12 @@ fn round_trip(input: &Path, output: &Path) {
     if src.size_bytes() > ROUND_TRIP_MAX {
         return;
     }
-    let opts = vhdkit::convert::ConvertOptions {
+    let opts = vhdkit::commands::convert::ConvertOptions {
         no_sync: true,
         ..Default::default()
     };
     let progress = vhdkit::pipeline::NoProgress;
-    if let Err(e) = vhdkit::convert::convert(input, output, &opts, &progress) {
+    if let Err(e) = vhdkit::commands::convert::convert(input, output, &opts, &progress) {
         panic!("check says ok, convert fails: {e}");
     }
     let back = vhdkit::disk::open(output).expect("open the converted image");

@@ -23,8 +23,11 @@ pub const GIB: u64 = 1 << 30;
 /// A flavor as given on the command line: `NAME:RAM_MB:ROOT_GB`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Flavor {
+    /// The flavor's name.
     pub name: String,
+    /// Its RAM in MiB.
     pub ram_mb: u64,
+    /// Its root disk in GiB.
     pub root_gb: u64,
 }
 

@@ -92,6 +92,7 @@ pub struct Verdict {
     pub grown: bool,
     /// Only the virtual disk was grown (`--disk-only`).
     pub disk_only: bool,
+    /// What else the user should know.
     pub notes: Vec<String>,
 }
 
@@ -102,7 +103,9 @@ pub struct FsGrowth {
     pub kind: String,
     /// Where it starts on the disk, in bytes.
     pub offset_bytes: u64,
+    /// Its size before, in bytes.
     pub size_before_bytes: u64,
+    /// Its size after, in bytes.
     pub size_after_bytes: u64,
     /// The filesystem's own report (counts before and after), as JSON.
     pub detail: serde_json::Value,
@@ -112,18 +115,28 @@ pub struct FsGrowth {
 #[derive(Debug, Clone, Serialize)]
 pub struct ExpandReport {
     #[serde(serialize_with = "crate::format::path_json::path")]
+    /// The image read.
     pub input: PathBuf,
     #[serde(serialize_with = "crate::format::path_json::option")]
+    /// The image written (none for a plan or a refusal).
     pub output: Option<PathBuf>,
+    /// The input's virtual size in bytes.
     pub old_size: u64,
+    /// The output's virtual size in bytes.
     pub new_size: u64,
+    /// The partition table found.
     pub table_kind: TableKind,
+    /// The partitions before.
     pub partitions_before: Vec<PartitionInfo>,
+    /// The partitions after.
     pub partitions_after: Vec<PartitionInfo>,
+    /// The filesystem of partition 1, before and after.
     pub filesystem: Option<FsGrowth>,
     /// Byte ranges of the disk that change (offset, length).
     pub changed: Vec<(u64, u64)>,
+    /// Bytes changed in all.
     pub changed_bytes: u64,
+    /// What Nova would do, and what vhdkit did.
     pub verdict: Verdict,
     /// Digests and sizes of the output, when one was written.
     pub written: Option<crate::writer::Report>,

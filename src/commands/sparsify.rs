@@ -81,8 +81,11 @@ pub struct SparsifyReport {
     pub input: PathBuf,
     pub output: Option<PathBuf>,
     pub dry_run: bool,
+    /// What the input is.
     pub input_kind: Kind,
+    /// What the output is.
     pub output_kind: Target,
+    /// The virtual size in bytes (the same in and out).
     pub virtual_size: u64,
     /// The disk laid out: `table` and `regions`.
     pub map: DiskMap,
@@ -90,6 +93,7 @@ pub struct SparsifyReport {
     pub free_bytes: u64,
     /// Free bytes that held data in the input and read as zero in the output.
     pub dropped_bytes: u64,
+    /// The input file's length.
     pub input_file_size: u64,
     /// The input's allocated bytes on its filesystem (a chain: every link).
     pub allocated_before: u64,
@@ -98,6 +102,7 @@ pub struct SparsifyReport {
     /// The output's allocated bytes (with --dry-run: the planned data bytes,
     /// an upper bound).
     pub allocated_after: u64,
+    /// Time taken.
     pub seconds: f64,
     /// What the writer reports (not with --dry-run).
     pub written: Option<Report>,

@@ -61,6 +61,7 @@ pub enum DataSource<'a> {
 
 /// Reports progress (bytes of output done).
 pub trait Progress: Sync {
+    /// `bytes` more bytes are done (called from worker threads).
     fn advance(&self, bytes: u64);
 }
 

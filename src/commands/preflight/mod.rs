@@ -8,7 +8,7 @@
 //! ([`targets`]), the flavor checks ([`flavor`]), the verdict. The rules
 //! are the pure [`crate::cloud`] layer's; this command does the reading
 //! (the one pass through [`crate::pipeline::digest`], the chain in
-//! [`chain`]) and the writing (the package, through [`crate::writer`]).
+//! `chain`) and the writing (the package, through [`crate::writer`]).
 
 mod chain;
 
@@ -35,12 +35,19 @@ use targets::{ChainLink, Facts, SegmentPlan, Target};
 /// What `preflight` is asked.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The cloud judged for (Glance by default).
     pub target: Target,
+    /// Flavors to check a boot on.
     pub flavors: Vec<Flavor>,
+    /// The hosts' hypervisor version, checked against `hypervisor_version_requires`.
     pub hypervisor_version: Option<String>,
+    /// The image name (default: the file name without its extension).
     pub name: Option<String>,
+    /// `min_ram` in MiB, as given (the lint judges it).
     pub min_ram: Option<String>,
+    /// `min_disk` in GiB, as given (raised to the virtual size if below it).
     pub min_disk: Option<String>,
+    /// Image properties, key and value.
     pub properties: Vec<(String, String)>,
     /// Simulate a boot request that asks for automatic disk config.
     pub request_auto_disk_config: bool,
@@ -52,6 +59,7 @@ pub struct Options {
     pub package: Option<PathBuf>,
     /// Rename the package into place without fsync.
     pub no_sync: bool,
+    /// How the structure is checked (where parents may be looked for).
     pub check: check::Options,
 }
 
@@ -90,8 +98,11 @@ pub enum InputKind {
 /// Structure: the `check` of every file, link by link.
 #[derive(Debug, Clone, Serialize)]
 pub struct Structure {
+    /// No error found.
     pub ok: bool,
+    /// The section's PASS/WARN/FAIL lines.
     pub lines: Vec<Line>,
+    /// `check`'s findings, every link.
     pub findings: Vec<Finding>,
 }
 
@@ -106,6 +117,7 @@ pub struct RecordSection {
     pub command: String,
     /// The size each consumer reads (absent for a raw file).
     pub virtual_sizes: Option<VirtualSizes>,
+    /// The section's PASS/WARN/FAIL lines.
     pub lines: Vec<Line>,
 }
 
@@ -113,8 +125,10 @@ pub struct RecordSection {
 #[derive(Debug, Clone, Serialize)]
 pub struct Package {
     #[serde(serialize_with = "crate::format::path_json::path")]
+    /// The tarball written.
     pub path: PathBuf,
     #[serde(flatten)]
+    /// Its digests and size.
     pub digests: Digests,
 }
 
@@ -125,22 +139,34 @@ pub use crate::cloud::Verdict;
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     #[serde(serialize_with = "crate::format::path_json::path")]
+    /// The image judged.
     pub image: PathBuf,
+    /// The cloud judged for.
     pub target: Target,
+    /// A file, a folder or a tarball.
     pub input: InputKind,
     /// raw, fixed, dynamic, differencing (of the file, or the chain's leaf).
     pub disk_type: Kind,
+    /// The structure section (`check`).
     pub structure: Structure,
+    /// The image record Glance would hold, and how to create it.
     pub record: RecordSection,
+    /// The property lint.
     pub lint: Vec<Line>,
+    /// The target's rules.
     pub target_rules: Vec<Line>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// A XenServer chain's links.
     pub chain: Option<Vec<ChainLink>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Rackspace: the Swift segments of the upload.
     pub segments: Option<SegmentPlan>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The XenServer tarball, when one was written.
     pub package: Option<Package>,
+    /// Each flavor's checks.
     pub flavors: Vec<FlavorReport>,
+    /// Ready, or not.
     pub verdict: Verdict,
 }
 
