@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use crate::disk::{self, VirtualDisk};
 use crate::pipeline::NoProgress;
 pub use crate::pipeline::Progress;
-use crate::Result;
+use crate::{Error, Result};
 
 pub use crate::check::{Finding, Folded, Report as CheckReport, Severity};
 pub use crate::cloud::flavor::Flavor;
-pub use crate::cloud::nova::{ExpandReport, FsGrowth};
+pub use crate::cloud::nova::{ExpandReport, FsGrowth, Verdict as ExpandVerdict};
 pub use crate::cloud::record::ImageRecord;
 pub use crate::cloud::{Line, Status};
 pub use crate::commands::preflight::{
@@ -27,7 +27,9 @@ pub use crate::commands::sparsify::SparsifyReport;
 pub use crate::disk::{Kind, ParentOptions as OpenOptions};
 pub use crate::format::geometry::Geometry;
 pub use crate::grow::ExpandOptions;
-pub use crate::partition::{GrowRule, PartitionInfo, TableKind};
+pub use crate::partition::{
+    GrowRule, PartitionInfo, PartitionRole, Table as PartitionTable, TableKind,
+};
 pub use crate::pipeline::digest::{Algo as DigestAlgo, Digests};
 pub use crate::writer::{Report as WriteReport, Target, WriteOptions as ConvertOptions};
 
@@ -244,6 +246,37 @@ impl Disk {
             link = d.parent();
         }
         links
+    }
+
+    /// The partition table (MBR with its logical partitions, or GPT), as
+    /// `sfdisk --json` would show it; [`TableKind::None`] when there is
+    /// none. Reads only the sectors of the tables.
+    ///
+    /// ```
+    /// # fn main() -> vhdkit::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let raw = dir.path().join("disk.raw");
+    /// # let mut bytes = vec![0u8; 4 << 20];
+    /// # // One MBR partition of type 0x83 from sector 2048 to the end.
+    /// # bytes[446 + 4] = 0x83;
+    /// # bytes[446 + 8..446 + 12].copy_from_slice(&2048u32.to_le_bytes());
+    /// # bytes[446 + 12..446 + 16].copy_from_slice(&(8192u32 - 2048).to_le_bytes());
+    /// # bytes[510] = 0x55;
+    /// # bytes[511] = 0xaa;
+    /// # std::fs::write(&raw, &bytes).unwrap();
+    /// let disk = vhdkit::open(&raw)?;
+    /// let table = disk.partitions()?;
+    /// for p in &table.partitions {
+    ///     println!("{} type {} sectors {}..={}", p.number, p.type_id, p.start_lba, p.end_lba);
+    /// }
+    /// # assert_eq!(table.kind, vhdkit::TableKind::Mbr);
+    /// # assert_eq!(table.partitions[0].start_lba, 2048);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn partitions(&self) -> Result<PartitionTable> {
+        let device = crate::disk::overlay::Overlay::new(self.view.as_ref(), self.virtual_size());
+        crate::partition::read_table(&device).map_err(|e| Error::from_part(self.path(), e))
     }
 
     /// The options this disk was opened with (where parents were looked for).

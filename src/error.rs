@@ -41,6 +41,7 @@ fn at(path: &Path) -> String {
 
 /// Everything that can go wrong in vhdkit.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An operating-system call failed.
     #[error("{}{op}: {source}", at(path))]

@@ -475,7 +475,12 @@ mod sparse_layouts {
             drop(f);
             let expect = std::fs::read(&raw).unwrap();
             let block_size = if small_blocks { 512 << 10 } else { 2 << 20 };
-            let opts = |to| ConvertOptions { to, block_size, ..ConvertOptions::default() };
+            let opts = |to| {
+                let mut o = ConvertOptions::default();
+                o.to = to;
+                o.block_size = block_size;
+                o
+            };
             let dynamic = dir.path().join("d.vhd");
             convert(&raw, &dynamic, &opts(Target::Dynamic), &NoProgress).unwrap();
             let compacted = dir.path().join("c.vhd");

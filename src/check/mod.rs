@@ -20,6 +20,7 @@ use crate::{Error, Result};
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Severity {
     /// The file is damaged: a consumer may refuse it or read it wrong.
     Error,
@@ -29,6 +30,7 @@ pub enum Severity {
 
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Finding {
     /// Stable identifier, e.g. `FOOTER_CHECKSUM`.
     pub code: &'static str,
@@ -49,6 +51,7 @@ pub struct Finding {
 
 /// Findings of one code beyond the first [`FOLD_AFTER`], folded into one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Folded {
     /// How many findings were folded.
     pub count: u64,
@@ -64,6 +67,7 @@ pub const FOLD_AFTER: usize = 20;
 
 /// The result of checking one file and, for a differencing disk, its chain.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Report {
     /// No finding is an error (warnings allowed).
     pub ok: bool,
@@ -175,6 +179,7 @@ impl Findings<'_> {
 
 /// Options for [`check_path`].
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Options {
     /// The time "now" for the future-timestamp rule (seconds since the Unix
     /// epoch); `None` for the system clock.

@@ -22,6 +22,7 @@ pub const GIB: u64 = 1 << 30;
 
 /// A flavor as given on the command line: `NAME:RAM_MB:ROOT_GB`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Flavor {
     /// The flavor's name.
     pub name: String,

@@ -47,6 +47,7 @@ impl Status {
 /// One rule's result: a stable code, the outcome, what was found, and the
 /// fix as a runnable command where there is one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Line {
     /// The rule's stable code.
     pub code: String,
@@ -61,6 +62,7 @@ pub struct Line {
 
 /// The answer of a set of rules: ready when none FAILs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Verdict {
     /// No line FAILs.
     pub ready: bool,

@@ -81,6 +81,7 @@ pub fn preconditions_with(
 
 /// What Nova's XenAPI driver would do, and what vhdkit did.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Verdict {
     /// Nova would resize the partition and filesystem.
     pub nova_resizes: bool,
@@ -98,6 +99,7 @@ pub struct Verdict {
 
 /// A filesystem before and after.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct FsGrowth {
     /// ext2, ext3, ext4, fat12, fat16, fat32, or a name Nova would show.
     pub kind: String,
@@ -113,6 +115,7 @@ pub struct FsGrowth {
 
 /// The result of planning (and, unless a dry run, writing) an expansion.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ExpandReport {
     #[serde(serialize_with = "crate::format::path_json::path")]
     /// The image read.

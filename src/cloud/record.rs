@@ -62,6 +62,7 @@ impl VirtualSizes {
 
 /// The image as Glance would hold it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ImageRecord {
     /// The image name.
     pub name: String,

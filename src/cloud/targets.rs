@@ -21,6 +21,7 @@ use crate::format::{fourcc, Footer, Layout};
 /// Where the image goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Target {
     #[default]
     /// OpenStack Glance, booted by Nova.

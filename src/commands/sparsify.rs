@@ -77,6 +77,7 @@ pub fn run(args: Args) -> Result<Outcome> {
 
 /// What `sparsify` found and did.
 #[derive(Debug, Serialize)]
+#[non_exhaustive]
 pub struct SparsifyReport {
     pub input: PathBuf,
     pub output: Option<PathBuf>,

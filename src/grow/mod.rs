@@ -25,6 +25,7 @@ use crate::{Error, Result};
 
 /// Options of `expand`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ExpandOptions {
     /// The flavor's root disk size in bytes.
     pub size: u64,

@@ -70,6 +70,7 @@ pub enum PartitionRole {
 
 /// One partition as a tool like `sfdisk --json` would show it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct PartitionInfo {
     /// 1-based, as Linux numbers it (MBR logical partitions from 5; GPT:
     /// entry index + 1, gaps kept).
@@ -97,12 +98,15 @@ pub struct PartitionInfo {
 
 /// A partition table as read.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Table {
+    /// MBR, GPT, or none.
     pub kind: TableKind,
     /// Always 512.
     pub sector_size: u32,
     /// Sectors in the disk (its size in bytes / 512).
     pub disk_sectors: u64,
+    /// The partitions, in table order (MBR logical ones after the primaries).
     pub partitions: Vec<PartitionInfo>,
     /// MBR disk signature ("0x1234abcd") or GPT disk GUID.
     pub disk_id: Option<String>,
@@ -184,6 +188,7 @@ fn entry_field_offset(base: u64, index: usize, field: usize) -> u64 {
 /// Where the grown partition ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum GrowRule {
     /// Nova XenAPI: same start, end at the last sector of the disk (GPT: the
     /// last usable LBA).

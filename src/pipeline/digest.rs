@@ -30,6 +30,7 @@ use crate::{Error, Result};
 /// A digest algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Algo {
     /// MD5 (Glance's `checksum`, Swift's ETag).
     Md5,
@@ -83,6 +84,7 @@ impl Algo {
 
 /// The digests of one byte stream, hex (CRC32 as 8 hex digits).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Digests {
     #[serde(skip_serializing_if = "Option::is_none")]
     /// MD5, lower-case hex, when asked.

@@ -36,6 +36,7 @@ pub const DEFAULT_CREATOR: &str = "win";
 /// Output formats of the writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Target {
     /// A fixed VHD: the data, then the footer.
     Fixed,
@@ -47,6 +48,7 @@ pub enum Target {
 
 /// How [`write_disk`] writes.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WriteOptions {
     /// The output format (dynamic by default).
     pub to: Target,
@@ -77,6 +79,7 @@ impl Default for WriteOptions {
 
 /// What a write produced.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Report {
     #[serde(serialize_with = "crate::format::path_json::path")]
     /// The file read.

@@ -34,6 +34,7 @@ use targets::{ChainLink, Facts, SegmentPlan, Target};
 
 /// What `preflight` is asked.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Options {
     /// The cloud judged for (Glance by default).
     pub target: Target,
@@ -97,6 +98,7 @@ pub enum InputKind {
 
 /// Structure: the `check` of every file, link by link.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Structure {
     /// No error found.
     pub ok: bool,
@@ -108,6 +110,7 @@ pub struct Structure {
 
 /// The image record section.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RecordSection {
     /// The record as Glance would hold it.
     pub record: ImageRecord,
@@ -137,6 +140,7 @@ pub use crate::cloud::Verdict;
 
 /// Everything `preflight` found, in report order.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Report {
     #[serde(serialize_with = "crate::format::path_json::path")]
     /// The image judged.
