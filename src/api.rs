@@ -17,11 +17,12 @@ use crate::{Error, Result};
 
 pub use crate::check::{Finding, Folded, Report as CheckReport, Severity};
 pub use crate::cloud::flavor::Flavor;
+pub use crate::cloud::flavor::FlavorReport;
 pub use crate::cloud::nova::{ExpandReport, FsGrowth, Verdict as ExpandVerdict};
-pub use crate::cloud::record::ImageRecord;
+pub use crate::cloud::record::{ImageRecord, VirtualSizes};
 pub use crate::cloud::{Line, Status};
 pub use crate::commands::preflight::{
-    Options as PreflightOptions, Report as PreflightReport, Verdict,
+    Options as PreflightOptions, RecordSection, Report as PreflightReport, Structure, Verdict,
 };
 pub use crate::commands::sparsify::SparsifyReport;
 pub use crate::disk::{Kind, ParentOptions as OpenOptions};

@@ -90,9 +90,10 @@ pub mod writer;
 pub use api::{
     check, check_with, convert, convert_with_progress, expand, open, open_with, plan_expand,
     preflight, sparsify, CheckOptions, CheckReport, CloudTarget, ConvertOptions, Creator,
-    DigestAlgo, Digests, Disk, ExpandOptions, ExpandReport, ExpandVerdict, Finding, Flavor, Folded,
-    FsGrowth, Geometry, GrowRule, ImageRecord, Kind, Line, Link, OpenOptions, PartitionInfo,
-    PartitionRole, PartitionTable, PreflightOptions, PreflightReport, Progress, Severity,
-    SparsifyOptions, SparsifyReport, Status, TableKind, Target, Verdict, WriteReport,
+    DigestAlgo, Digests, Disk, ExpandOptions, ExpandReport, ExpandVerdict, Finding, Flavor,
+    FlavorReport, Folded, FsGrowth, Geometry, GrowRule, ImageRecord, Kind, Line, Link, OpenOptions,
+    PartitionInfo, PartitionRole, PartitionTable, PreflightOptions, PreflightReport, Progress,
+    RecordSection, Severity, SparsifyOptions, SparsifyReport, Status, Structure, TableKind, Target,
+    Verdict, VirtualSizes, WriteReport,
 };
 pub use error::{Error, ErrorKind, Result};

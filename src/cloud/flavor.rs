@@ -303,8 +303,11 @@ pub struct FlavorOptions {
 
 /// The checks of one flavor.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct FlavorReport {
+    /// The flavor checked.
     pub flavor: Flavor,
+    /// Its PASS/WARN/FAIL lines.
     pub lines: Vec<Line>,
     /// `expand --dry-run` for this root disk, when `auto_disk_config` is True.
     pub expand: Option<ExpandReport>,

@@ -21,6 +21,7 @@ pub const OS_HASH_ALGO: &str = "sha512";
 
 /// The virtual size each consumer reads from the footer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct VirtualSizes {
     /// Glance's format inspector: original size.
     pub glance: u64,
