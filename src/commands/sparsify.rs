@@ -79,8 +79,11 @@ pub fn run(args: Args) -> Result<Outcome> {
 #[derive(Debug, Serialize)]
 #[non_exhaustive]
 pub struct SparsifyReport {
+    /// The image read.
     pub input: PathBuf,
+    /// The image written (none for a dry run).
     pub output: Option<PathBuf>,
+    /// Nothing was written.
     pub dry_run: bool,
     /// What the input is.
     pub input_kind: Kind,
