@@ -92,14 +92,13 @@ pub fn compact_with(
         let locators = locator_payloads(&source, &header);
         let locators = rebased(input, output, &source, &header, parents, locators)?;
         let plan = plan::plan_dynamic(&footer, &header, &locators, &blocks)?;
-        let d = pipeline::run_with(
+        let d = pipeline::run(
             &plan,
             &DataSource::File(&source),
             out.file(),
             out.target(),
             digests,
             progress,
-            out.syncs(),
         )?;
         (plan, Kind::Differencing, d)
     } else {
@@ -109,14 +108,13 @@ pub fn compact_with(
         h.header_version = HEADER_VERSION;
         h.data_offset = HEADER_DATA_OFFSET;
         let plan = plan::plan_dynamic(&footer, &h, &[], &blocks)?;
-        let d = pipeline::run_with(
+        let d = pipeline::run(
             &plan,
             &DataSource::Disk(disk.as_ref()),
             out.file(),
             out.target(),
             digests,
             progress,
-            out.syncs(),
         )?;
         (plan, Kind::Dynamic, d)
     };

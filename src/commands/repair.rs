@@ -10,10 +10,11 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::check::{self, Finding, Severity};
+use crate::disk::ParentOptions;
 use crate::disk::Source;
 use crate::format::image::TailFooter;
 use crate::format::{Footer, Layout, FOOTER_SIZE};
-use crate::report::{Outcome, OutputArgs};
+use crate::report::{Outcome, OutputArgs, ParentArgs};
 use crate::writer::Output;
 use crate::{Error, Result};
 
@@ -148,15 +149,29 @@ fn distrust(layout: &Layout, fix: &Fix) -> Option<String> {
     }
 }
 
-/// Writes a repaired copy of `input` to `output`, synced.
-pub fn repair(input: &Path, output: &Path) -> Result<Repair> {
-    repair_with(input, output, false)
+/// How `repair` writes and where it may look for parents.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Rename the output into place without fsync.
+    pub no_sync: bool,
+    /// Where a differencing disk's parent may be looked up (for the checks
+    /// before and after the repair).
+    pub parents: ParentOptions,
 }
 
-/// Writes a repaired copy of `input` to `output`; `no_sync` renames it
-/// into place without fsync.
-pub fn repair_with(input: &Path, output: &Path, no_sync: bool) -> Result<Repair> {
-    let report = check::check_path(input, &check::Options::default())?;
+/// Writes a repaired copy of `input` to `output`, synced.
+pub fn repair(input: &Path, output: &Path) -> Result<Repair> {
+    repair_with(input, output, &Options::default())
+}
+
+/// Writes a repaired copy of `input` to `output`. The copy is checked before
+/// it is renamed into place: a copy that still fails is never committed.
+pub fn repair_with(input: &Path, output: &Path, opts: &Options) -> Result<Repair> {
+    let check_opts = check::Options {
+        parents: opts.parents.clone(),
+        ..check::Options::default()
+    };
+    let report = check::check_path(input, &check_opts)?;
     let errors: Vec<&Finding> = report.errors().collect();
     if errors.is_empty() {
         return Err(Error::Usage(format!(
@@ -195,7 +210,7 @@ pub fn repair_with(input: &Path, output: &Path, no_sync: bool) -> Result<Repair>
             ),
         });
     };
-    let mut out = Output::create(output, &[input])?.no_sync(no_sync);
+    let mut out = Output::create(output, &[input])?.no_sync(opts.no_sync);
     let bytes = source.bytes();
     let (action, keep, patch): (String, u64, (u64, [u8; FOOTER_SIZE])) = match &fix {
         Fix::TailFromHead { footer, at } => (
@@ -215,19 +230,19 @@ pub fn repair_with(input: &Path, output: &Path, no_sync: bool) -> Result<Repair>
         ),
     };
     let keep_len = usize::try_from(keep).map_err(|_| Error::Usage("file too large".into()))?;
-    write_sparse(out.file_mut(), &bytes[..keep_len])
+    write_sparse(out.file_mut(), bytes.get(..keep_len).unwrap_or(bytes))
         .map_err(|e| Error::io(out.target(), "write", e))?;
     out.file()
         .write_all_at(&patch.1, patch.0)
         .map_err(|e| Error::io(out.target(), "write footer", e))?;
-    out.commit()?;
-    let after = check::check_path(output, &check::Options::default())?;
+    // Checked where it lies (beside OUT, so relative parents resolve the
+    // same); a failing copy is dropped with its temporary file.
+    let after = check::check_path(out.temp_path(), &check_opts)?;
     if let Some(bad) = after
         .findings
         .iter()
         .find(|f| f.severity == Severity::Error)
     {
-        let _ = std::fs::remove_file(output);
         return Err(Error::Check {
             path: output.to_path_buf(),
             count: after.error_count(),
@@ -237,6 +252,7 @@ pub fn repair_with(input: &Path, output: &Path, no_sync: bool) -> Result<Repair>
             ),
         });
     }
+    out.commit()?;
     Ok(Repair {
         action,
         fixed: errors.into_iter().cloned().collect(),
@@ -273,12 +289,18 @@ pub struct Args {
     #[arg(long)]
     pub no_sync: bool,
     #[command(flatten)]
+    pub parents: ParentArgs,
+    #[command(flatten)]
     pub output: OutputArgs,
 }
 
 /// `vhdkit repair`.
 pub fn run(args: Args) -> Result<Outcome> {
-    let r = repair_with(&args.image, &args.out, args.no_sync)?;
+    let opts = Options {
+        no_sync: args.no_sync,
+        parents: args.parents.options(),
+    };
+    let r = repair_with(&args.image, &args.out, &opts)?;
     let out = args.out.display().to_string();
     Outcome::ok(&r, |r| format!("{out}: {}\n", r.action))
 }

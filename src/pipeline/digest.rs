@@ -471,6 +471,9 @@ impl<'f, 'a> DigestReader<'f, 'a> {
     /// Digests the rest of the bytes (padding after the last entry is
     /// uploaded too).
     pub fn feed_rest(&mut self) {
+        if interrupted() {
+            return;
+        }
         self.feed_to(self.bytes.len());
     }
 }
@@ -478,10 +481,8 @@ impl<'f, 'a> DigestReader<'f, 'a> {
 impl Read for DigestReader<'_, '_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if interrupted() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "interrupted",
-            ));
+            // Not ErrorKind::Interrupted: read loops retry that one forever.
+            return Err(super::stream::interrupted_io());
         }
         let n = buf.len().min(self.bytes.len().saturating_sub(self.pos));
         self.feed_to(self.pos + n);

@@ -14,10 +14,11 @@
 
 pub mod digest;
 pub mod plan;
+mod stage;
+pub mod stream;
 pub mod zero;
 
 use std::collections::VecDeque;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -79,104 +80,9 @@ fn feed_zeros(sink: &mut DigestSink<'_>, mut len: u64) {
     }
 }
 
-/// Bytes gathered before one write: page-aligned, whole-page writes spare the
-/// kernel from zeroing partial pages (a VHD's data is 512 bytes off pages).
-const STAGE_BYTES: usize = 4 << 20;
-
-/// Gathers contiguous output into large writes.
-struct Stage<'f> {
-    file: &'f std::fs::File,
-    path: &'f std::path::Path,
-    buf: Vec<u8>,
-    start: u64,
-    /// Start writeback of each staged write (for an output that will be
-    /// fsynced); off for `--no-sync`, where the page cache keeps it.
-    early_writeback: bool,
-}
-
-impl Stage<'_> {
-    fn put(&mut self, at: u64, mut bytes: &[u8]) -> Result<()> {
-        if at != self.start + self.buf.len() as u64 {
-            self.flush()?;
-            self.start = at;
-        }
-        while !bytes.is_empty() {
-            let room = STAGE_BYTES - self.buf.len();
-            let n = room.min(bytes.len());
-            self.buf.extend_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-            if self.buf.len() == STAGE_BYTES {
-                self.flush()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes the gathered bytes, leaving whole zero pages as holes (the
-    /// output is a new, empty file, so a hole reads as the zeros it stands
-    /// for): sparse outputs, and no I/O for the zero sectors of a block.
-    fn flush(&mut self) -> Result<()> {
-        const PAGE: usize = 4096;
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let mut run: Option<usize> = None;
-        let mut at = 0usize;
-        // Page boundaries of the file, not of the buffer.
-        let misalign = usize::try_from(self.start % PAGE as u64).unwrap_or(0);
-        let mut next = (PAGE - misalign).min(self.buf.len());
-        while at < self.buf.len() {
-            let page = &self.buf[at..next];
-            let zero = zero::is_zero(page);
-            match (zero, run) {
-                (false, None) => run = Some(at),
-                (true, Some(from)) => {
-                    self.write_run(from, at)?;
-                    run = None;
-                }
-                _ => {}
-            }
-            at = next;
-            next = (next + PAGE).min(self.buf.len());
-        }
-        if let Some(from) = run {
-            self.write_run(from, self.buf.len())?;
-        }
-        // Start writeback of what was just written, so the disk works while
-        // the rest is read and hashed and the final fsync finds little left
-        // to do (POSIX_FADV_DONTNEED writes dirty pages back asynchronously).
-        if self.early_writeback {
-            let _ = rustix::fs::fadvise(
-                self.file,
-                self.start,
-                std::num::NonZeroU64::new(self.buf.len() as u64),
-                rustix::fs::Advice::DontNeed,
-            );
-        }
-        self.start += self.buf.len() as u64;
-        self.buf.clear();
-        Ok(())
-    }
-
-    fn write_run(&self, from: usize, to: usize) -> Result<()> {
-        let at = self.start + from as u64;
-        self.file
-            .write_all_at(&self.buf[from..to], at)
-            .map_err(|e| {
-                Error::io(
-                    self.path,
-                    format!(
-                        "write {} bytes at {at:#x} (the partial output was removed)",
-                        to - from
-                    ),
-                    e,
-                )
-            })
-    }
-}
-
-/// Writes `plan` into `out` (a new, empty file) and digests the bytes,
-/// starting writeback as it goes (the output is to be fsynced).
+/// Writes `plan` into `out` (a new, empty file) and digests the bytes.
+/// The writes run on writer threads and their writeback starts as they land
+/// (see [`stage`]), so an fsync after this finds little left to do.
 pub fn run(
     plan: &Plan,
     source: &DataSource<'_>,
@@ -185,29 +91,8 @@ pub fn run(
     algos: &[Algo],
     progress: &dyn Progress,
 ) -> Result<Digests> {
-    run_with(plan, source, out, out_path, algos, progress, true)
-}
-
-/// [`run`], with early writeback only when `early_writeback` (an output
-/// that will be fsynced: the final fsync then finds little left to do;
-/// without one, writeback would only slow the run down).
-pub fn run_with(
-    plan: &Plan,
-    source: &DataSource<'_>,
-    out: &std::fs::File,
-    out_path: &std::path::Path,
-    algos: &[Algo],
-    progress: &dyn Progress,
-    early_writeback: bool,
-) -> Result<Digests> {
-    let mut stage = Stage {
-        file: out,
-        path: out_path,
-        buf: Vec::with_capacity(STAGE_BYTES),
-        start: 0,
-        early_writeback,
-    };
     std::thread::scope(|scope| -> Result<Digests> {
+        let mut stage = stage::Stage::start(scope, out, out_path);
         let mut sink = DigestSink::start(scope, algos);
         // (file end, source offset, len) of data still held by digests.
         let mut held: VecDeque<(u64, u64, u64)> = VecDeque::new();
@@ -272,7 +157,7 @@ pub fn run_with(
                 }
             }
         }
-        stage.flush()?;
+        stage.finish()?;
         out.set_len(plan.file_size)
             .map_err(|e| Error::io(out_path, "set length", e))?;
         let digests = sink.finish();

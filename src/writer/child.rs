@@ -159,14 +159,13 @@ pub fn write_child(
     let plan = plan::plan_dynamic(&footer, &header, &locators, &blocks)?;
     let out = Output::create(output, &[input])?.no_sync(opts.no_sync);
     let view = ChangesOnly(o);
-    let digests = pipeline::run_with(
+    let digests = pipeline::run(
         &plan,
         &DataSource::Disk(&view),
         out.file(),
         out.target(),
         &[],
         progress,
-        out.syncs(),
     )?;
     out.commit()?;
     let mut report = Report::new(

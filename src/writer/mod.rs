@@ -260,14 +260,13 @@ pub fn write_disk(
             plan::plan_dynamic(&footer, &header, &[], &blocks)?
         }
     };
-    let digests = pipeline::run_with(
+    let digests = pipeline::run(
         &plan,
         &DataSource::Disk(disk),
         out.file(),
         out.target(),
         &opts.digests,
         progress,
-        out.syncs(),
     )?;
     out.commit()?;
     let output_kind = match opts.to {

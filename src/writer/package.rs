@@ -27,6 +27,9 @@ struct Counted<'p, R> {
 
 impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if crate::pipeline::stream::interrupted() {
+            return Err(crate::pipeline::stream::interrupted_io());
+        }
         let n = self.inner.read(buf)?;
         self.progress.advance(n as u64);
         Ok(n)
@@ -95,10 +98,11 @@ pub fn write_package(
             )?;
         }
         Ok(sink.finish())
-    })?;
-    if crate::pipeline::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+    });
+    if crate::pipeline::stream::interrupted() {
         return Err(Error::Interrupted);
     }
+    let digests = digests?;
     output.commit()?;
     Ok(digests)
 }

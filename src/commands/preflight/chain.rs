@@ -97,9 +97,10 @@ pub fn extract_chain(reader: impl Read, gzipped: bool, dir: &Path) -> Result<Vec
         match link_number(&bare) {
             Some(_) if regular => {
                 let target = dir.join(&bare);
-                let mut out =
+                let out =
                     std::fs::File::create(&target).map_err(|e| Error::io(&target, "create", e))?;
-                std::io::copy(&mut entry, &mut out).map_err(|e| Error::io(&target, "write", e))?;
+                // Sparse: a chain's links are mostly unallocated, zero blocks.
+                crate::pipeline::stream::copy_sparse(&mut entry, &out, &target)?;
             }
             _ if bare.is_empty() || bare == "." => {}
             _ => others.push(bare),
