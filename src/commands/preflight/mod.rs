@@ -881,50 +881,57 @@ impl Report {
 /// property lint, the target rules with fixes, the Nova checks of each
 /// flavor, and a verdict. Exit status: 0 ready, 1 not ready (any FAIL),
 /// 2 could not run.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Args {
     /// The image file; for --target xenserver also a folder or tarball
     /// holding a chain 0.vhd (leaf) … n.vhd (base).
     pub image: PathBuf,
     /// Where it goes: glance, rackspace, xenserver or azure.
-    #[arg(long, default_value = "glance", value_parser = Target::parse)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "glance", value_parser = Target::parse))]
     pub target: Target,
     /// A flavor to boot on, NAME:RAM_MB:ROOT_GB (repeatable).
-    #[arg(long = "flavor", value_name = "NAME:RAM_MB:ROOT_GB", value_parser = Flavor::parse)]
+    #[cfg_attr(feature = "cli", arg(long = "flavor", value_name = "NAME:RAM_MB:ROOT_GB", value_parser = Flavor::parse))]
     pub flavors: Vec<Flavor>,
     /// The hosts' hypervisor version, checked against hypervisor_version_requires.
-    #[arg(long, value_name = "X.Y.Z")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "X.Y.Z"))]
     pub hypervisor_version: Option<String>,
     /// The image name (default: the file name without its extension).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub name: Option<String>,
     /// min_ram in MiB.
-    #[arg(long, value_name = "MB", allow_hyphen_values = true)]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "MB", allow_hyphen_values = true)
+    )]
     pub min_ram: Option<String>,
     /// min_disk in GiB (raised to the virtual size if below it).
-    #[arg(long, value_name = "GB", allow_hyphen_values = true)]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "GB", allow_hyphen_values = true)
+    )]
     pub min_disk: Option<String>,
     /// An image property KEY=VALUE (repeatable).
-    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = lint::parse_property)]
+    #[cfg_attr(feature = "cli", arg(long = "property", value_name = "KEY=VALUE", value_parser = lint::parse_property))]
     pub properties: Vec<(String, String)>,
     /// Simulate a boot request asking for automatic disk config.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub request_auto_disk_config: bool,
     /// Swift segment size for --target rackspace (K/M/G suffixes).
-    #[arg(long, default_value = "5G", value_parser = crate::report::parse_size_arg)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "5G", value_parser = crate::report::parse_size_arg))]
     pub segment_size: u64,
     /// Swift container for the image object (segments go to CONTAINER_segments).
-    #[arg(long, default_value = "images")]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "images"))]
     pub container: String,
     /// --target xenserver: write the chain as a gzipped tarball here.
-    #[arg(long, value_name = "OUT.tgz")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "OUT.tgz"))]
     pub package: Option<PathBuf>,
     /// Rename the --package tarball into place without fsync (see README: Durability).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub no_sync: bool,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub parents: crate::report::ParentArgs,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub out: crate::report::OutputArgs,
 }
 
