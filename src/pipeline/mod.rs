@@ -82,7 +82,7 @@ fn feed_zeros(sink: &mut DigestSink<'_>, mut len: u64) {
 
 /// Writes `plan` into `out` (a new, empty file) and digests the bytes.
 /// The writes run on writer threads and their writeback starts as they land
-/// (see [`stage`]), so an fsync after this finds little left to do.
+/// (see `stage`), so an fsync after this finds little left to do.
 pub fn run(
     plan: &Plan,
     source: &DataSource<'_>,
