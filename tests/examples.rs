@@ -77,6 +77,15 @@ fn raw_disk(dir: &Path) -> PathBuf {
     path
 }
 
+/// [`raw_disk`] converted by the library to a dynamic VHD.
+fn dynamic_disk(dir: &Path) -> PathBuf {
+    let raw = raw_disk(dir);
+    let vhd = dir.join("disk.vhd");
+    let disk = vhdkit::open(&raw).unwrap();
+    vhdkit::convert(&disk, &vhd, &vhdkit::ConvertOptions::default()).unwrap();
+    vhd
+}
+
 #[test]
 fn to_dynamic_writes_a_dynamic_vhd_with_its_md5() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,10 +107,7 @@ fn to_dynamic_writes_a_dynamic_vhd_with_its_md5() {
 #[test]
 fn info_reports_kind_and_sizes() {
     let dir = tempfile::tempdir().unwrap();
-    let raw = raw_disk(dir.path());
-    let vhd = dir.path().join("disk.vhd");
-    let disk = vhdkit::open(&raw).unwrap();
-    vhdkit::convert(&disk, &vhd, &vhdkit::ConvertOptions::default()).unwrap();
+    let vhd = dynamic_disk(dir.path());
     let out = run("info", &[&vhd]);
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -144,10 +150,7 @@ fn partitions_lists_the_mbr_partition() {
 #[test]
 fn check_reports_a_damaged_footer_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
-    let raw = raw_disk(dir.path());
-    let vhd = dir.path().join("disk.vhd");
-    let disk = vhdkit::open(&raw).unwrap();
-    vhdkit::convert(&disk, &vhd, &vhdkit::ConvertOptions::default()).unwrap();
+    let vhd = dynamic_disk(dir.path());
     let clean = run("check", &[&vhd]);
     assert!(clean.status.success());
     let mut bytes = std::fs::read(&vhd).unwrap();
