@@ -5,7 +5,7 @@
 //! the current directory, which is the package root under `cargo bench`):
 //! a sparse one (4 GiB, 30 % of its 2 MiB blocks random data at seeded
 //! places, the rest holes) and a dense one (2 GiB, every block data). On
-//! each, runs the pairs of [`vhdkit::bench::peers::standard_pairs`]
+//! each, runs the pairs of [`vhdkit::commands::bench::peers::standard_pairs`]
 //! (convert both ways against `qemu-img`, digests against `md5sum` and
 //! `sha512sum`, a sparse copy against `cp`), alternating vhdkit and peer
 //! runs, with an untimed `sync` before each, and compares medians. Prints a
@@ -21,13 +21,15 @@
 //!   builds with the bench profile, i.e. optimized like release).
 //!
 //! Peak memory of every run comes from `wait4` on that child (see
-//! `vhdkit::bench::measure`), so `/usr/bin/time` is not needed.
+//! `vhdkit::commands::bench::measure`), so `/usr/bin/time` is not needed.
 
 use std::path::{Path, PathBuf};
 
-use vhdkit::bench::generate::{generate, DataKind, GenerateOptions, Generated, DEFAULT_SEED};
-use vhdkit::bench::peers::{self, Comparison, MAX_RSS_BYTES};
-use vhdkit::bench::{comparison_table, Quiet};
+use vhdkit::commands::bench::generate::{
+    generate, DataKind, GenerateOptions, Generated, DEFAULT_SEED,
+};
+use vhdkit::commands::bench::peers::{self, Comparison, MAX_RSS_BYTES};
+use vhdkit::commands::bench::{comparison_table, Quiet};
 
 fn env_size(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -120,7 +122,7 @@ fn main() {
         );
         // The dynamic VHD the dynamic -> raw pair reads (made untimed).
         let dynamic = work.path().join(format!("{label}.vhd"));
-        vhdkit::convert::convert(
+        vhdkit::commands::convert::convert(
             &raw,
             &dynamic,
             &Default::default(),

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use vhdkit::bench::generate::{generate, DataKind, GenerateOptions, WyRand, DEFAULT_SEED};
+use vhdkit::commands::bench::generate::{
+    generate, DataKind, GenerateOptions, WyRand, DEFAULT_SEED,
+};
 use vhdkit::disk::VirtualDisk;
 use vhdkit::format::footer::Creator;
 use vhdkit::format::{DiskType, DynamicHeader, Footer};
@@ -87,7 +89,8 @@ fn disks() -> Disks {
     )
     .expect("generate");
     let dynamic = dir.path().join("sparse.vhd");
-    vhdkit::convert::convert(&raw, &dynamic, &Default::default(), &NoProgress).expect("convert");
+    vhdkit::commands::convert::convert(&raw, &dynamic, &Default::default(), &NoProgress)
+        .expect("convert");
     Disks {
         _dir: dir,
         raw,

@@ -41,45 +41,72 @@ fn at(path: &Path) -> String {
 
 /// Everything that can go wrong in vhdkit.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An operating-system call failed.
     #[error("{}{op}: {source}", at(path))]
     Io {
+        /// The file the error is about (empty when none).
         path: PathBuf,
+        /// The operation that failed, with its offset when it has one.
         op: String,
         #[source]
+        /// The operating system's error.
         source: std::io::Error,
     },
     /// A structure is damaged.
     #[error("{}{source}", at(path))]
     Corrupt {
+        /// The file the error is about (empty when none).
         path: PathBuf,
         #[source]
+        /// The damaged structure: field, offset, value found and expected.
         source: FormatError,
     },
     /// The file is valid but uses something vhdkit does not handle, or a
     /// result would exceed a format's limit.
     #[error("{}not supported: {what}", at(path))]
-    Unsupported { path: PathBuf, what: String },
+    Unsupported {
+        /// The file.
+        path: PathBuf,
+        /// What is not handled.
+        what: String,
+    },
     /// The file is not a VHD at all.
     #[error("{}{detail}", at(path))]
-    NotVhd { path: PathBuf, detail: String },
+    NotVhd {
+        /// The file.
+        path: PathBuf,
+        /// Why it is not read as a VHD.
+        detail: String,
+    },
     /// The file is another image format (qcow2, VMDK, VHDX, ...): reading
     /// it as a raw disk would take the container's bytes for the disk.
     #[error("{} is {format}, not a VHD or a raw disk: {fix}", path.display())]
     Foreign {
+        /// The file the error is about (empty when none).
         path: PathBuf,
+        /// The format recognised, e.g. `qcow2`.
         format: String,
+        /// How to convert it (a `qemu-img convert` line).
         fix: String,
     },
     /// A differencing disk's parent could not be found or does not match.
     #[error("{}{what}", at(path))]
-    Parent { path: PathBuf, what: String },
+    Parent {
+        /// The child whose parent is wrong.
+        path: PathBuf,
+        /// What was tried and found.
+        what: String,
+    },
     /// The image has errors `check` reports; the operation refuses it.
     #[error("{}{} error(s) found; first: {first}", at(path), count)]
     Check {
+        /// The file the error is about (empty when none).
         path: PathBuf,
+        /// How many errors `check` found.
         count: usize,
+        /// The first error: code, offset and message.
         first: String,
     },
     /// The operation is refused by a rule the user must act on (Nova's
@@ -87,20 +114,92 @@ pub enum Error {
     /// is stable, for scripts.
     #[error("{}refused: {reason}", at(path))]
     Refused {
+        /// The file the error is about (empty when none).
         path: PathBuf,
+        /// The rule's stable code, e.g. `NOT_ONE_PARTITION`.
         code: &'static str,
+        /// Why, in words a user can act on.
         reason: String,
     },
     /// A file given as the image catalog is not one (not SQLite, another
     /// program's database, damaged, or a newer schema); it is left as is.
     #[error("{}: not a vhdkit catalog: {detail}; the file is left untouched", path.display())]
-    NotCatalog { path: PathBuf, detail: String },
+    NotCatalog {
+        /// The file given as the catalog.
+        path: PathBuf,
+        /// Why it is not one.
+        detail: String,
+    },
     /// The arguments do not make sense.
     #[error("{0}")]
     Usage(String),
     /// SIGINT or SIGTERM stopped the run; nothing was written.
     #[error("interrupted; nothing was written")]
     Interrupted,
+}
+
+/// The kind of an [`Error`], one per variant, without its context: what a
+/// caller matches on (`Error::kind()`). New kinds may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// An operating-system call failed (open, read, write, rename, ...).
+    Io,
+    /// A structure of the image is damaged.
+    Corrupt,
+    /// Valid, but something vhdkit does not handle (or a result beyond a
+    /// format's limit).
+    Unsupported,
+    /// Not a VHD at all.
+    NotVhd,
+    /// Another image format (qcow2, VMDK, VHDX, ...).
+    Foreign,
+    /// A differencing disk's parent is missing or does not match.
+    Parent,
+    /// A file given as the image catalog is not one.
+    NotCatalog,
+    /// The input has errors `check` reports, so the operation refused it.
+    Check,
+    /// A rule refuses the operation ([`Error::refusal_code`] names it).
+    Refused,
+    /// The arguments or options do not make sense.
+    Usage,
+    /// SIGINT or SIGTERM stopped the run.
+    Interrupted,
+}
+
+impl ErrorKind {
+    /// The stable name (`io`, `corrupt`, `unsupported`, `not_vhd`,
+    /// `foreign`, `parent`, `not_a_catalog`, `check`, `refused`, `usage`,
+    /// `interrupted`), as the JSON output carries it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Io => "io",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::NotVhd => "not_vhd",
+            ErrorKind::Foreign => "foreign",
+            ErrorKind::Parent => "parent",
+            ErrorKind::NotCatalog => "not_a_catalog",
+            ErrorKind::Check => "check",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Usage => "usage",
+            ErrorKind::Interrupted => "interrupted",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `kind == "parent"`: compares the stable name.
+impl PartialEq<&str> for ErrorKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.name() == *other
+    }
 }
 
 /// Exit status: done, nothing wrong.
@@ -197,20 +296,21 @@ impl Error {
         }
     }
 
-    /// The stable kind name, for JSON.
-    pub fn kind(&self) -> &'static str {
+    /// What kind of error this is, for a caller to match on; its
+    /// [`ErrorKind::name`] is the stable name the JSON output carries.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Error::Io { .. } => "io",
-            Error::Corrupt { .. } => "corrupt",
-            Error::Unsupported { .. } => "unsupported",
-            Error::NotVhd { .. } => "not_vhd",
-            Error::Foreign { .. } => "foreign",
-            Error::Parent { .. } => "parent",
-            Error::NotCatalog { .. } => "not_a_catalog",
-            Error::Check { .. } => "check",
-            Error::Refused { .. } => "refused",
-            Error::Usage(_) => "usage",
-            Error::Interrupted => "interrupted",
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Corrupt { .. } => ErrorKind::Corrupt,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::NotVhd { .. } => ErrorKind::NotVhd,
+            Error::Foreign { .. } => ErrorKind::Foreign,
+            Error::Parent { .. } => ErrorKind::Parent,
+            Error::NotCatalog { .. } => ErrorKind::NotCatalog,
+            Error::Check { .. } => ErrorKind::Check,
+            Error::Refused { .. } => ErrorKind::Refused,
+            Error::Usage(_) => ErrorKind::Usage,
+            Error::Interrupted => ErrorKind::Interrupted,
         }
     }
 

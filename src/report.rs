@@ -20,25 +20,27 @@ use crate::writer::Target;
 use crate::{Error, Result};
 
 /// The flags every command takes.
-#[derive(Debug, Clone, Copy, Default, clap::Args)]
+#[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct OutputArgs {
     /// Print the report as JSON (also for refusals and errors).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub json: bool,
     /// No progress bar (preflight: also only its WARN and FAIL lines and the verdict).
-    #[arg(long, short)]
+    #[cfg_attr(feature = "cli", arg(long, short))]
     pub quiet: bool,
 }
 
 /// Where a differencing disk's parents may be looked for beyond the child's
 /// own folder: the flags of every command that reads a chain.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ParentArgs {
     /// The parent of IMAGE (a differencing disk), used instead of its locators; its unique id must match.
-    #[arg(long, value_name = "PATH")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "PATH"))]
     pub parent: Option<std::path::PathBuf>,
     /// One more folder to look for parents in (repeatable); by default only the child's own folder is searched.
-    #[arg(long = "parent-dir", value_name = "DIR")]
+    #[cfg_attr(feature = "cli", arg(long = "parent-dir", value_name = "DIR"))]
     pub parent_dirs: Vec<std::path::PathBuf>,
 }
 
@@ -68,7 +70,8 @@ pub fn parse_size_arg(text: &str) -> std::result::Result<u64, String> {
 }
 
 /// Output formats, for the command line.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ToArg {
     Fixed,
     Dynamic,
@@ -116,15 +119,16 @@ pub fn written_text(r: &crate::writer::Report) -> String {
 
 /// The flags of a command that writes an image: its digests, durability,
 /// and the shared output flags.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct WriteArgs {
     /// Digests of the output file computed while it is written: md5, sha512, crc32 (comma-separated) or all.
-    #[arg(long, value_parser = Algos::parse)]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = Algos::parse))]
     pub checksum: Option<Algos>,
     /// Rename OUTPUT into place without fsync (see README: Durability).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub no_sync: bool,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub out: OutputArgs,
 }
 
@@ -183,7 +187,7 @@ pub fn error_json(e: &Error) -> serde_json::Value {
         Some(code) => serde_json::json!({ "refused": { "code": code, "message": message } }),
         None => serde_json::json!({
             "error": {
-                "kind": e.kind(),
+                "kind": e.kind().name(),
                 "message": message,
                 "path": e.path().map(|p| p.display().to_string()),
             }
@@ -191,22 +195,35 @@ pub fn error_json(e: &Error) -> serde_json::Value {
     }
 }
 
-/// A progress bar on stderr when it is a terminal and not `quiet`.
-pub struct Bar(indicatif::ProgressBar);
+/// A progress bar on stderr when it is a terminal and not `quiet`. Without
+/// the `cli` feature (no indicatif) it shows nothing.
+pub struct Bar {
+    #[cfg(feature = "cli")]
+    bar: indicatif::ProgressBar,
+}
 
 impl Bar {
+    #[cfg(feature = "cli")]
     pub fn new(total: u64, quiet: bool) -> Bar {
         use std::io::IsTerminal;
         if quiet || !std::io::stderr().is_terminal() {
-            return Bar(indicatif::ProgressBar::hidden());
+            return Bar {
+                bar: indicatif::ProgressBar::hidden(),
+            };
         }
-        let pb = indicatif::ProgressBar::new(total);
+        let bar = indicatif::ProgressBar::new(total);
         if let Ok(style) = indicatif::ProgressStyle::with_template(
             "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
         ) {
-            pb.set_style(style);
+            bar.set_style(style);
         }
-        Bar(pb)
+        Bar { bar }
+    }
+
+    /// No bar: the library was built without the `cli` feature.
+    #[cfg(not(feature = "cli"))]
+    pub fn new(_total: u64, _quiet: bool) -> Bar {
+        Bar {}
     }
 
     /// A bar sized to a file's length (0 when it cannot be read).
@@ -216,14 +233,17 @@ impl Bar {
 }
 
 impl Progress for Bar {
-    fn advance(&self, bytes: u64) {
-        self.0.inc(bytes);
+    fn advance(&self, _bytes: u64) {
+        #[cfg(feature = "cli")]
+        self.bar.inc(_bytes);
     }
 }
 
+/// Clears the bar (commands drop it before printing their report).
 impl Drop for Bar {
     fn drop(&mut self) {
-        self.0.finish_and_clear();
+        #[cfg(feature = "cli")]
+        self.bar.finish_and_clear();
     }
 }
 

@@ -179,7 +179,7 @@ fn absolute_w2ku_path_resolves_beside_the_child() {
     .write(dir.path(), "child.vhd");
     let got = read_all(&child);
     assert_eq!(got[BS..2 * BS], pattern(101, BS)[..]);
-    let info = vhdkit::info::info(&child).unwrap();
+    let info = vhdkit::commands::info::info(&child).unwrap();
     let parent = info.parent.expect("parent info");
     assert_eq!(parent.found, Some(dir.path().join("base.vhd")));
     assert_eq!(parent.id_match, Some(true));
@@ -245,7 +245,7 @@ fn a_chain_of_sixteen_links_opens() {
 
 #[test]
 fn info_follows_sixteen_links_and_stops_at_seventeen() {
-    let depth = |info: &vhdkit::info::Info| {
+    let depth = |info: &vhdkit::commands::info::Info| {
         let mut n = 1;
         let mut at = info;
         while let Some(p) = at.parent.as_ref().and_then(|p| p.info.as_deref()) {
@@ -260,7 +260,7 @@ fn info_follows_sixteen_links_and_stops_at_seventeen() {
             std::fs::write(dir.path().join(name), bytes).unwrap();
         }
         let leaf = dir.path().join(format!("link{}.vhd", links - 1));
-        let info = vhdkit::info::info(&leaf).unwrap();
+        let info = vhdkit::commands::info::info(&leaf).unwrap();
         let (n, error) = depth(&info);
         assert_eq!(n, 16, "{links} links");
         assert_eq!(error.is_some(), expect_error, "{links} links: {error:?}");

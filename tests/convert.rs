@@ -466,7 +466,7 @@ fn full_disk_leaves_nothing() {
 mod sparse_layouts {
     use proptest::prelude::*;
     use std::os::unix::fs::FileExt;
-    use vhdkit::convert::{convert, ConvertOptions, Target};
+    use vhdkit::commands::convert::{convert, ConvertOptions, Target};
     use vhdkit::pipeline::NoProgress;
 
     proptest! {
@@ -493,11 +493,16 @@ mod sparse_layouts {
             drop(f);
             let expect = std::fs::read(&raw).unwrap();
             let block_size = if small_blocks { 512 << 10 } else { 2 << 20 };
-            let opts = |to| ConvertOptions { to, block_size, ..ConvertOptions::default() };
+            let opts = |to| {
+                let mut o = ConvertOptions::default();
+                o.to = to;
+                o.block_size = block_size;
+                o
+            };
             let dynamic = dir.path().join("d.vhd");
             convert(&raw, &dynamic, &opts(Target::Dynamic), &NoProgress).unwrap();
             let compacted = dir.path().join("c.vhd");
-            vhdkit::compact::compact(&dynamic, &compacted, &[], &NoProgress).unwrap();
+            vhdkit::commands::compact::compact(&dynamic, &compacted, &[], &NoProgress).unwrap();
             let back = dir.path().join("back.raw");
             convert(&compacted, &back, &opts(Target::Raw), &NoProgress).unwrap();
             prop_assert_eq!(std::fs::read(&back).unwrap(), expect.clone());

@@ -30,7 +30,7 @@ fn the_largest_vhd_checks_and_reads() {
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert_eq!(json["ok"], true);
 
-    let info = vhdkit::info::info(&path).unwrap();
+    let info = vhdkit::commands::info::info(&path).unwrap();
     assert_eq!(info.virtual_size, MAX_VIRTUAL_SIZE);
     assert_eq!(info.max_table_entries, Some(1_044_480));
     assert_eq!(info.allocated_blocks, Some(3));
@@ -68,6 +68,6 @@ fn two_tib_is_past_the_vhd_limit() {
     assert!(msg.contains(&size.to_string()), "{msg}");
     assert!(msg.contains(&MAX_VIRTUAL_SIZE.to_string()), "{msg}");
     // Still readable: the limit is qemu's and the BAT's, not the reader's.
-    let info = vhdkit::info::info(&path).unwrap();
+    let info = vhdkit::commands::info::info(&path).unwrap();
     assert_eq!(info.max_table_entries, Some(1 << 20));
 }

@@ -25,7 +25,7 @@ fn setup(locators: impl Fn(&Path) -> Vec<Locator>) -> (tempfile::TempDir, PathBu
 }
 
 fn tried(child: &Path) -> Vec<PathBuf> {
-    let info = vhdkit::info::info(child).unwrap();
+    let info = vhdkit::commands::info::info(child).unwrap();
     let parent = info.parent.expect("a differencing disk has parent info");
     assert!(parent.found.is_none(), "{:?}", parent.found);
     parent.tried.into_iter().map(|a| a.path).collect()
@@ -80,27 +80,18 @@ fn absolute_path_to_a_same_id_vhd_elsewhere_is_not_read() {
     assert!(!run.stderr.contains("SECRET") && !run.stdout.contains("SECRET"));
 
     // With the user's word the same parent is used, and its data shows.
-    let search = ParentOptions {
-        parent: None,
-        search_dirs: vec![secret2.parent().unwrap().to_path_buf()],
-    };
-    let explicit = ParentOptions {
-        parent: Some(secret2.clone()),
-        search_dirs: vec![],
-    };
+    let mut search = ParentOptions::default();
+    search.search_dirs = vec![secret2.parent().unwrap().to_path_buf()];
+    let mut explicit = ParentOptions::default();
+    explicit.parent = Some(secret2.clone());
     for options in [search, explicit] {
         let disk = vhdkit::disk::open_with(&child2, &options).expect("allowed parent");
         let mut buf = vec![0u8; BS];
         disk.read_at(0, &mut buf).unwrap();
         assert!(contains(&buf, b"SECRET-DATA"), "{options:?}");
-        let report = vhdkit::check::check_path(
-            &child2,
-            &vhdkit::check::Options {
-                parents: options.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let mut check_options = vhdkit::check::Options::default();
+        check_options.parents = options.clone();
+        let report = vhdkit::check::check_path(&child2, &check_options).unwrap();
         assert!(report.ok, "{:?}", report.findings);
     }
 }
@@ -152,10 +143,8 @@ fn system_files_named_by_locators_are_never_opened() {
     };
     assert_eq!(e.kind(), "parent");
     // Even named explicitly, /proc/self/environ is not a parent.
-    let options = ParentOptions {
-        parent: Some(PathBuf::from("/proc/self/environ")),
-        search_dirs: vec![],
-    };
+    let mut options = ParentOptions::default();
+    options.parent = Some(PathBuf::from("/proc/self/environ"));
     assert!(vhdkit::disk::open_with(&child, &options).is_err());
 }
 

@@ -159,7 +159,7 @@ fn compact_into_another_folder_keeps_the_same_parent() {
         "block 0 from the real parent"
     );
     assert_eq!(buf[BS..], pattern(8, BS)[..], "block 1 from the child");
-    let info = vhdkit::info::info(&out).unwrap();
+    let info = vhdkit::commands::info::info(&out).unwrap();
     let found = info.parent.and_then(|p| p.found).unwrap();
     assert_eq!(
         std::fs::canonicalize(found).unwrap(),

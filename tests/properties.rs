@@ -92,7 +92,7 @@ fn read_everything_beside(bytes: &[u8], others: &[(&str, &[u8])]) {
     let path = dir.path().join("x.vhd");
     std::fs::write(&path, bytes).unwrap();
     let _ = vhdkit::check::check_path(&path, &Default::default());
-    if let Ok(info) = vhdkit::info::info(&path) {
+    if let Ok(info) = vhdkit::commands::info::info(&path) {
         let _ = info.to_text();
     }
     if let Ok(disk) = vhdkit::disk::open(&path) {
@@ -107,7 +107,7 @@ fn read_everything_beside(bytes: &[u8], others: &[(&str, &[u8])]) {
     }
     // Repair writes a copy that checks clean, or nothing; never the input.
     let out = dir.path().join("out.vhd");
-    match vhdkit::repair::repair(&path, &out) {
+    match vhdkit::commands::repair::repair(&path, &out) {
         Ok(_) => {
             let report = vhdkit::check::check_path(&out, &Default::default()).unwrap();
             assert!(report.ok, "repaired copy fails: {:?}", report.findings);

@@ -184,7 +184,7 @@ fn builder_images_read_alike_in_qemu() {
     images.push(img.write(dir.path(), "batmap.vhd"));
     for path in &images {
         let name = path.file_name().unwrap().to_string_lossy();
-        let info = vhdkit::info::info(path).unwrap();
+        let info = vhdkit::commands::info::info(path).unwrap();
         let sizes = info.sizes.as_ref().unwrap();
         let qemu = qemu_virtual_size(path);
         assert_eq!(sizes.qemu, qemu, "{name}: rule {}", sizes.qemu_rule);

@@ -185,11 +185,9 @@ fn whole_image(data: &[u8]) -> usize {
     let output = dir.join("out.vhd");
     let _ = std::fs::remove_file(&output);
     std::fs::write(&input, data).expect("write the input");
-    let info = vhdkit::info::info(&input);
-    let options = vhdkit::check::Options {
-        now_unix: Some(1_800_000_000),
-        ..Default::default()
-    };
+    let info = vhdkit::commands::info::info(&input);
+    let mut options = vhdkit::check::Options::default();
+    options.now_unix = Some(1_800_000_000);
     let report = vhdkit::check::check_path(&input, &options);
     if let Ok(r) = &report {
         if r.ok {
@@ -210,12 +208,10 @@ fn round_trip(input: &Path, output: &Path) {
     if src.size_bytes() > ROUND_TRIP_MAX {
         return;
     }
-    let opts = vhdkit::convert::ConvertOptions {
-        no_sync: true,
-        ..Default::default()
-    };
+    let mut opts = vhdkit::commands::convert::ConvertOptions::default();
+    opts.no_sync = true;
     let progress = vhdkit::pipeline::NoProgress;
-    if let Err(e) = vhdkit::convert::convert(input, output, &opts, &progress) {
+    if let Err(e) = vhdkit::commands::convert::convert(input, output, &opts, &progress) {
         panic!("check says ok, convert fails: {e}");
     }
     let back = vhdkit::disk::open(output).expect("open the converted image");

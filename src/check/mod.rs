@@ -20,22 +20,28 @@ use crate::{Error, Result};
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Severity {
+    /// The file is damaged: a consumer may refuse it or read it wrong.
     Error,
+    /// Odd but readable: some tool may complain.
     Warning,
 }
 
 /// One problem found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Finding {
     /// Stable identifier, e.g. `FOOTER_CHECKSUM`.
     pub code: &'static str,
+    /// Error or warning.
     pub severity: Severity,
     /// The file the finding is about (a link of a chain).
     #[serde(serialize_with = "crate::format::path_json::path")]
     pub file: PathBuf,
     /// Absolute byte offset of the structure or field at fault.
     pub offset: u64,
+    /// The field, the value found and the value expected.
     pub message: String,
     /// Set on the one finding that stands for the findings of this code
     /// beyond the first [`FOLD_AFTER`] (of one file).
@@ -45,10 +51,13 @@ pub struct Finding {
 
 /// Findings of one code beyond the first [`FOLD_AFTER`], folded into one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Folded {
     /// How many findings were folded.
     pub count: u64,
+    /// Offset of the first finding folded.
     pub first_offset: u64,
+    /// Offset of the last finding folded.
     pub last_offset: u64,
 }
 
@@ -58,18 +67,23 @@ pub const FOLD_AFTER: usize = 20;
 
 /// The result of checking one file and, for a differencing disk, its chain.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Report {
+    /// No finding is an error (warnings allowed).
     pub ok: bool,
+    /// Every finding, the leaf's first, then each parent's.
     pub findings: Vec<Finding>,
 }
 
 impl Report {
+    /// The findings that are errors.
     pub fn errors(&self) -> impl Iterator<Item = &Finding> {
         self.findings
             .iter()
             .filter(|f| f.severity == Severity::Error)
     }
 
+    /// How many findings are errors.
     pub fn error_count(&self) -> usize {
         self.errors().count()
     }
@@ -165,6 +179,7 @@ impl Findings<'_> {
 
 /// Options for [`check_path`].
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Options {
     /// The time "now" for the future-timestamp rule (seconds since the Unix
     /// epoch); `None` for the system clock.

@@ -22,9 +22,13 @@ pub const GIB: u64 = 1 << 30;
 
 /// A flavor as given on the command line: `NAME:RAM_MB:ROOT_GB`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Flavor {
+    /// The flavor's name.
     pub name: String,
+    /// Its RAM in MiB.
     pub ram_mb: u64,
+    /// Its root disk in GiB.
     pub root_gb: u64,
 }
 
@@ -299,8 +303,11 @@ pub struct FlavorOptions {
 
 /// The checks of one flavor.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct FlavorReport {
+    /// The flavor checked.
     pub flavor: Flavor,
+    /// Its PASS/WARN/FAIL lines.
     pub lines: Vec<Line>,
     /// `expand --dry-run` for this root disk, when `auto_disk_config` is True.
     pub expand: Option<ExpandReport>,

@@ -25,12 +25,16 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
+    /// The rule holds.
     Pass,
+    /// Works, but worth a look.
     Warn,
+    /// Will not work as is.
     Fail,
 }
 
 impl Status {
+    /// `PASS`, `WARN` or `FAIL`.
     pub fn name(self) -> &'static str {
         match self {
             Status::Pass => "PASS",
@@ -43,20 +47,30 @@ impl Status {
 /// One rule's result: a stable code, the outcome, what was found, and the
 /// fix as a runnable command where there is one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Line {
+    /// The rule's stable code.
     pub code: String,
+    /// PASS, WARN or FAIL.
     pub status: Status,
+    /// What was found, with the values.
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// How to fix it, when there is a fix.
     pub fix: Option<String>,
 }
 
 /// The answer of a set of rules: ready when none FAILs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Verdict {
+    /// No line FAILs.
     pub ready: bool,
+    /// Lines that FAIL.
     pub fail: usize,
+    /// Lines that WARN.
     pub warn: usize,
+    /// Lines that PASS.
     pub pass: usize,
 }
 
@@ -88,6 +102,7 @@ impl Verdict {
 }
 
 impl Line {
+    /// A line without a fix.
     pub fn new(code: &str, status: Status, message: String) -> Line {
         Line {
             code: code.to_string(),

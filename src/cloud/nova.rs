@@ -81,6 +81,7 @@ pub fn preconditions_with(
 
 /// What Nova's XenAPI driver would do, and what vhdkit did.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Verdict {
     /// Nova would resize the partition and filesystem.
     pub nova_resizes: bool,
@@ -92,6 +93,7 @@ pub struct Verdict {
     pub grown: bool,
     /// Only the virtual disk was grown (`--disk-only`).
     pub disk_only: bool,
+    /// What else the user should know.
     pub notes: Vec<String>,
     /// What Nova would do, in a sentence.
     pub nova: String,
@@ -140,12 +142,15 @@ pub struct FsSummary {
 
 /// A filesystem before and after.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct FsGrowth {
     /// ext2, ext3, ext4, fat12, fat16, fat32, or a name Nova would show.
     pub kind: String,
     /// Where it starts on the disk, in bytes.
     pub offset_bytes: u64,
+    /// Its size before, in bytes.
     pub size_before_bytes: u64,
+    /// Its size after, in bytes.
     pub size_after_bytes: u64,
     pub before: FsSummary,
     pub after: FsSummary,
@@ -156,22 +161,33 @@ pub struct FsGrowth {
 
 /// The result of planning (and, unless a dry run, writing) an expansion.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ExpandReport {
     #[serde(serialize_with = "crate::format::path_json::path")]
+    /// The image read.
     pub input: PathBuf,
     #[serde(serialize_with = "crate::format::path_json::option")]
+    /// The image written (none for a plan or a refusal).
     pub output: Option<PathBuf>,
+    /// The input's virtual size in bytes.
     pub old_size: u64,
+    /// The output's virtual size in bytes.
     pub new_size: u64,
     /// Nothing was written (`--dry-run`, and preflight's simulations).
     pub dry_run: bool,
+    /// The partition table found.
     pub table_kind: TableKind,
+    /// The partitions before.
     pub partitions_before: Vec<PartitionInfo>,
+    /// The partitions after.
     pub partitions_after: Vec<PartitionInfo>,
+    /// The filesystem of partition 1, before and after.
     pub filesystem: Option<FsGrowth>,
     /// Byte ranges of the disk that change (offset, length).
     pub changed: Vec<(u64, u64)>,
+    /// Bytes changed in all.
     pub changed_bytes: u64,
+    /// What Nova would do, and what vhdkit did.
     pub verdict: Verdict,
     /// Digests and sizes of the output, when one was written.
     pub written: Option<crate::writer::Report>,

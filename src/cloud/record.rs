@@ -21,11 +21,13 @@ pub const OS_HASH_ALGO: &str = "sha512";
 
 /// The virtual size each consumer reads from the footer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct VirtualSizes {
     /// Glance's format inspector: original size.
     pub glance: u64,
     /// qemu 10: C×H×S for `vpc `/`qemu` creators, else current size.
     pub qemu: u64,
+    /// `chs` or `current_size`: which rule qemu applies.
     pub qemu_rule: &'static str,
     /// Hyper-V and the specification: current size.
     pub hyperv: u64,
@@ -36,6 +38,7 @@ pub struct VirtualSizes {
 }
 
 impl VirtualSizes {
+    /// The sizes a footer gives each consumer.
     pub fn from_footer(f: &Footer) -> VirtualSizes {
         let qemu = qemu_size(f);
         VirtualSizes {
@@ -60,15 +63,21 @@ impl VirtualSizes {
 
 /// The image as Glance would hold it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ImageRecord {
+    /// The image name.
     pub name: String,
+    /// Always `vhd`.
     pub disk_format: &'static str,
     /// `bare`, or `ovf` for a XenServer tarball.
     pub container_format: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// `public`, `private`, `shared` or `community`, when given.
     pub visibility: Option<String>,
+    /// Protected from deletion.
     pub protected: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Hidden from image lists, when given.
     pub os_hidden: Option<bool>,
     /// GiB.
     pub min_disk: u64,
@@ -76,6 +85,7 @@ pub struct ImageRecord {
     pub min_ram: u64,
     /// MD5 hex of the uploaded bytes.
     pub checksum: Option<String>,
+    /// Always `sha512`.
     pub os_hash_algo: &'static str,
     /// SHA-512 hex of the uploaded bytes.
     pub os_hash_value: Option<String>,

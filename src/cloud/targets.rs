@@ -21,15 +21,21 @@ use crate::format::{fourcc, Footer, Layout};
 /// Where the image goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Target {
     #[default]
+    /// OpenStack Glance, booted by Nova.
     Glance,
+    /// Rackspace: Glance with the upload through Swift segments.
     Rackspace,
+    /// XenServer: a chain 0.vhd … n.vhd, packaged as a tarball.
     Xenserver,
+    /// Azure: a fixed VHD, size a whole number of MiB.
     Azure,
 }
 
 impl Target {
+    /// `glance`, `rackspace`, `xenserver` or `azure`.
     pub fn name(self) -> &'static str {
         match self {
             Target::Glance => "glance",
@@ -39,6 +45,7 @@ impl Target {
         }
     }
 
+    /// Parses a name as [`Target::name`] gives it.
     pub fn parse(text: &str) -> std::result::Result<Target, String> {
         match text {
             "glance" => Ok(Target::Glance),

@@ -15,7 +15,6 @@ use crate::catalog::query::{Filter, Sort};
 use crate::catalog::status::{Action, ImageStatus};
 use crate::catalog::verify::{DataState, VerifyReport};
 use crate::catalog::{Catalog, Entry, Image};
-use crate::cloud::lint::parse_property;
 use crate::cloud::targets::Target;
 use crate::cloud::{Line, Status};
 use crate::error::{EXIT_OK, EXIT_PROBLEMS};
@@ -28,24 +27,26 @@ use crate::Result;
 ///
 /// Exit status: 0 done, 1 refused, nothing found, data mismatch or not
 /// ready for the target, 2 could not run (e.g. not a catalog).
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Args {
     /// The catalog database [default: $VHDKIT_CATALOG, else
     /// $XDG_DATA_HOME/vhdkit/catalog.db]; the store folder is beside it.
-    #[arg(long, global = true, value_name = "PATH")]
+    #[cfg_attr(feature = "cli", arg(long, global = true, value_name = "PATH"))]
     pub catalog: Option<PathBuf>,
     /// Print JSON (also for refusals and errors).
-    #[arg(long, global = true)]
+    #[cfg_attr(feature = "cli", arg(long, global = true))]
     pub json: bool,
     /// No progress bar while an image is read.
-    #[arg(long, short, global = true)]
+    #[cfg_attr(feature = "cli", arg(long, short, global = true))]
     pub quiet: bool,
-    #[command(subcommand)]
+    #[cfg_attr(feature = "cli", command(subcommand))]
     pub command: CatalogCommand,
 }
 
 /// The catalog's subcommands.
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Subcommand))]
 pub enum CatalogCommand {
     /// Add an image: checked as preflight checks it for Glance, digested in
     /// one read, stored by its SHA-512 (or only referenced).
@@ -90,110 +91,122 @@ pub enum CatalogCommand {
 }
 
 /// `catalog add`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct AddArgs {
     /// The image file (read only).
     pub image: PathBuf,
     /// The image name [default: the file name without its extension].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub name: Option<String>,
     /// An image property KEY=VALUE (repeatable).
-    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    #[cfg_attr(feature = "cli", arg(long = "property", value_name = "KEY=VALUE", value_parser = crate::cloud::lint::parse_property))]
     pub properties: Vec<(String, String)>,
     /// The owner (project) recorded.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub owner: Option<String>,
     /// Glance visibility [default: shared].
-    #[arg(long, value_parser = ["private", "shared", "community", "public"])]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = ["private", "shared", "community", "public"]))]
     pub visibility: Option<String>,
     /// min_ram in MiB.
-    #[arg(long, value_name = "MB", allow_hyphen_values = true)]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "MB", allow_hyphen_values = true)
+    )]
     pub min_ram: Option<String>,
     /// min_disk in GiB (raised to the virtual size if below it).
-    #[arg(long, value_name = "GB", allow_hyphen_values = true)]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "GB", allow_hyphen_values = true)
+    )]
     pub min_disk: Option<String>,
     /// Protect the image from deletion.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub protected: bool,
     /// Keep only the path, not a copy; the file is verified by digest
     /// whenever it is used.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub reference: bool,
     /// Catalogue an image that preflight FAILs for Glance (damaged, not a
     /// dynamic VHD).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub force: bool,
 }
 
 /// `catalog list`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ListArgs {
     /// Only images with this property KEY=VALUE (repeatable; all must match).
-    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    #[cfg_attr(feature = "cli", arg(long = "property", value_name = "KEY=VALUE", value_parser = crate::cloud::lint::parse_property))]
     pub properties: Vec<(String, String)>,
     /// Only images with this name.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub name: Option<String>,
     /// Only images in this status.
-    #[arg(long, value_parser = ImageStatus::parse)]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = ImageStatus::parse))]
     pub status: Option<ImageStatus>,
     /// Only images of this owner.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub owner: Option<String>,
     /// Order: KEY[:asc|desc], KEY one of created_at, updated_at, name,
     /// status, size, virtual_size, min_disk, min_ram, id, owner.
-    #[arg(long, value_parser = Sort::parse, default_value = "created_at:desc")]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = Sort::parse, default_value = "created_at:desc"))]
     pub sort: Sort,
     /// At most N images.
-    #[arg(long, value_name = "N")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
     pub limit: Option<u64>,
 }
 
 /// `catalog find`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct FindArgs {
     /// KEY=VALUE properties, all of which must match.
-    #[arg(value_name = "KEY=VALUE", required = true, value_parser = parse_property)]
+    #[cfg_attr(feature = "cli", arg(value_name = "KEY=VALUE", required = true, value_parser = crate::cloud::lint::parse_property))]
     pub properties: Vec<(String, String)>,
     /// Only the newest match.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub latest: bool,
 }
 
 /// `catalog set`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct SetArgs {
     /// Image id or name.
     pub image: String,
     /// Set KEY=VALUE (repeatable).
-    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    #[cfg_attr(feature = "cli", arg(long = "property", value_name = "KEY=VALUE", value_parser = crate::cloud::lint::parse_property))]
     pub properties: Vec<(String, String)>,
     /// Remove property KEY (repeatable).
-    #[arg(long = "remove-property", value_name = "KEY")]
+    #[cfg_attr(feature = "cli", arg(long = "remove-property", value_name = "KEY"))]
     pub remove: Vec<String>,
 }
 
 /// `catalog verify`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct VerifyArgs {
     /// Image ids or names [default: every image].
     pub images: Vec<String>,
     /// Also remove what killed adds left: their records, temporary files
     /// and store files no image uses.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub fix: bool,
 }
 
 /// `catalog export`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ExportArgs {
     /// Image id or name.
     pub image: String,
     /// Where it goes: glance, rackspace, xenserver or azure.
-    #[arg(long, default_value = "glance", value_parser = Target::parse)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "glance", value_parser = Target::parse))]
     pub target: Target,
     /// Read the stored data again and compare it with the record first.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub reread: bool,
 }
 

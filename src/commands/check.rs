@@ -12,13 +12,14 @@ use crate::Result;
 ///
 /// Exit status: 0 no errors (warnings allowed), 1 errors found, 2 not a
 /// VHD at all or bad usage.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Args {
     /// The VHD to check.
     pub image: PathBuf,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub parents: ParentArgs,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub out: OutputArgs,
 }
 

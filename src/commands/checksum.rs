@@ -25,15 +25,16 @@ pub fn checksum(path: &Path, algos: &[Algo], progress: &dyn Progress) -> Result<
 
 /// MD5, SHA-512 and CRC32 of a file's bytes, as Glance computes them on
 /// upload.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Args {
     /// The file, exactly as it would be uploaded; `-` reads standard input
     /// (pipes and character devices are read as streams).
     pub file: std::path::PathBuf,
     /// Which digests (comma-separated): md5, sha512, crc32, all.
-    #[arg(long, default_value = "md5,sha512", value_parser = Algos::parse)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "md5,sha512", value_parser = Algos::parse))]
     pub algo: Algos,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub out: OutputArgs,
 }
 

@@ -174,15 +174,16 @@ fn locator_payloads(source: &Source, header: &DynamicHeader) -> Vec<(ParentLocat
 
 /// Rewrite a dynamic VHD without its zero blocks and gaps (a differencing
 /// disk stays over the same parent); identity kept.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Args {
     /// Input dynamic or differencing VHD (read only).
     pub input: PathBuf,
     /// Output path.
     pub output: PathBuf,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub parents: ParentArgs,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub write: WriteArgs,
 }
 

@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::disk::{self, ParentOptions};
 use crate::pipeline::Progress;
-use crate::report::{
-    block_size_u32, parse_size_arg, written_text, Bar, Outcome, ParentArgs, ToArg, WriteArgs,
-};
+use crate::report::{block_size_u32, written_text, Bar, Outcome, ParentArgs, ToArg, WriteArgs};
 use crate::writer::{require_clean, write_disk};
 pub use crate::writer::{Report, Target, WriteOptions as ConvertOptions, DEFAULT_CREATOR};
 use crate::Result;
@@ -42,27 +40,28 @@ pub fn convert_with(
 /// The output's original size = current size = the input's virtual size
 /// (rounded up to --align), with the specification's geometry and a
 /// creator every consumer reads by current size.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Args {
     /// Input: raw, fixed, dynamic or differencing VHD (read only).
     pub input: PathBuf,
     /// Output path (written to a temporary file beside it, then renamed).
     pub output: PathBuf,
     /// Output format.
-    #[arg(long, value_enum)]
+    #[cfg_attr(feature = "cli", arg(long, value_enum))]
     pub to: ToArg,
     /// Block size of a dynamic output (K/M suffixes).
-    #[arg(long, default_value = "2M", value_parser = parse_size_arg)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "2M", value_parser = crate::report::parse_size_arg))]
     pub block_size: u64,
     /// Round the virtual size up to a multiple of this (e.g. 1M for Azure).
-    #[arg(long, default_value = "512", value_parser = parse_size_arg)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "512", value_parser = crate::report::parse_size_arg))]
     pub align: u64,
     /// Creator application written in the footer: win, tap, qemu, qem2, vpc, vs, d2v, CTXS, vbox, wa.
-    #[arg(long, default_value = DEFAULT_CREATOR)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = DEFAULT_CREATOR))]
     pub creator: String,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub parents: ParentArgs,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub write: WriteArgs,
 }
 

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 pub use crate::cloud::nova::{ExpandReport, FsGrowth, Verdict};
 pub use crate::grow::{expand, plan_expand, ExpandOptions};
 use crate::partition::{GrowRule, PartitionInfo, TableKind};
-use crate::report::{block_size_u32, parse_size_arg, Bar, Outcome, OutputArgs, ParentArgs, ToArg};
-use crate::writer::DEFAULT_CREATOR;
+use crate::report::{block_size_u32, Bar, Outcome, OutputArgs, ParentArgs, ToArg};
 use crate::{Error, Result};
 
 /// How partition 1 grows, for the command line.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum RuleArg {
     /// Nova's XenAPI driver: same start, end at the last sector (GPT: last usable LBA).
     Nova,
@@ -27,42 +27,43 @@ pub enum RuleArg {
 ///
 /// Exit status: 0 grown (or --disk-only), 1 refused (Nova's reason
 /// printed, nothing written), 2 could not run.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Args {
     /// Input: raw or any VHD (read only).
     pub input: PathBuf,
     /// Output image (not needed with --dry-run).
     pub output: Option<PathBuf>,
     /// The flavor's root disk size (K/M/G/T suffixes; root_gb N is NG).
-    #[arg(long, value_parser = parse_size_arg)]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = crate::report::parse_size_arg))]
     pub size: u64,
     /// How partition 1 grows.
-    #[arg(long, value_enum, default_value = "nova")]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value = "nova"))]
     pub rule: RuleArg,
     /// Output format.
-    #[arg(long, value_enum, default_value = "dynamic")]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value = "dynamic"))]
     pub to: ToArg,
     /// Print the plan and the verdict; write nothing.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub dry_run: bool,
     /// Grow only the disk when the partition or filesystem cannot be grown.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub disk_only: bool,
     /// Write a differencing VHD over INPUT holding only the changed sectors.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub as_child: bool,
     /// Block size of a dynamic output (an --as-child delta over a VHD takes its parent's).
-    #[arg(long, default_value = "2M", value_parser = parse_size_arg)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "2M", value_parser = crate::report::parse_size_arg))]
     pub block_size: u64,
     /// Creator application of the output.
-    #[arg(long, default_value = DEFAULT_CREATOR)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = crate::writer::DEFAULT_CREATOR))]
     pub creator: String,
     /// Rename OUTPUT into place without fsync (see README: Durability).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub no_sync: bool,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub parents: ParentArgs,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub out: OutputArgs,
 }
 

@@ -445,13 +445,14 @@ fn parent_rows(p: &ParentInfo, rows: &mut Rows) {
 
 /// Show what an image is: kind, the three sizes and who reads which,
 /// creator, blocks, parent chain.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Args {
     /// The image (raw, fixed, dynamic or differencing VHD).
     pub image: PathBuf,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub parents: crate::report::ParentArgs,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub out: OutputArgs,
 }
 

@@ -279,18 +279,19 @@ pub fn write_sparse(file: &mut std::fs::File, data: &[u8]) -> std::io::Result<()
 ///
 /// Exit status: 0 repaired, 1 damage that cannot be repaired without
 /// guessing (nothing written), 2 could not run.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Args {
     /// The damaged VHD (read only).
     pub image: std::path::PathBuf,
     /// Where to write the repaired copy.
     pub out: std::path::PathBuf,
     /// Rename OUT into place without fsync (see README: Durability).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub no_sync: bool,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub parents: ParentArgs,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub output: OutputArgs,
 }
 

@@ -18,7 +18,7 @@ use crate::format::footer::Creator;
 use crate::fs::usage::{survey, DiskMap, FreeZeroed, RegionState};
 use crate::pipeline::plan;
 use crate::pipeline::Progress;
-use crate::report::{block_size_u32, parse_size_arg, written_text, Bar, Outcome, ToArg, WriteArgs};
+use crate::report::{block_size_u32, written_text, Bar, Outcome, ToArg, WriteArgs};
 use crate::writer::{self, Report, Target, WriteOptions};
 use crate::{Error, Result};
 
@@ -29,22 +29,23 @@ use crate::{Error, Result};
 /// are not stored. Dirty, unknown or unreadable filesystems are kept as
 /// they are, and the report says why. Exit status: 0 written (or
 /// reported), 1 a damaged VHD input refused, 2 could not run.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Args {
     /// Input: raw or any VHD (a chain is read through; read only).
     pub input: PathBuf,
     /// Output image (not needed with --dry-run).
     pub output: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value = "dynamic")]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value = "dynamic"))]
     pub to: ToArg,
     /// Block size of a dynamic output (K/M suffixes).
-    #[arg(long, default_value = "2M", value_parser = parse_size_arg)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "2M", value_parser = crate::report::parse_size_arg))]
     pub block_size: u64,
     /// Print the report (with the planned output size); write nothing.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub dry_run: bool,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub write: WriteArgs,
 }
 
@@ -77,12 +78,19 @@ pub fn run(args: Args) -> Result<Outcome> {
 
 /// What `sparsify` found and did.
 #[derive(Debug, Serialize)]
+#[non_exhaustive]
 pub struct SparsifyReport {
+    /// The image read.
     pub input: PathBuf,
+    /// The image written (none for a dry run).
     pub output: Option<PathBuf>,
+    /// Nothing was written.
     pub dry_run: bool,
+    /// What the input is.
     pub input_kind: Kind,
+    /// What the output is.
     pub output_kind: Target,
+    /// The virtual size in bytes (the same in and out).
     pub virtual_size: u64,
     /// The disk laid out: `table` and `regions`.
     pub map: DiskMap,
@@ -90,6 +98,7 @@ pub struct SparsifyReport {
     pub free_bytes: u64,
     /// Free bytes that held data in the input and read as zero in the output.
     pub dropped_bytes: u64,
+    /// The input file's length.
     pub input_file_size: u64,
     /// The input's allocated bytes on its filesystem (a chain: every link).
     pub allocated_before: u64,
@@ -98,6 +107,7 @@ pub struct SparsifyReport {
     /// The output's allocated bytes (with --dry-run: the planned data bytes,
     /// an upper bound).
     pub allocated_after: u64,
+    /// Time taken.
     pub seconds: f64,
     /// What the writer reports (not with --dry-run).
     pub written: Option<Report>,

@@ -254,6 +254,12 @@ impl VirtualDisk for DynamicDisk {
     fn parent(&self) -> Option<&dyn VirtualDisk> {
         self.parent.as_deref()
     }
+    fn vhd_footer(&self) -> Option<&Footer> {
+        Some(&self.footer)
+    }
+    fn file_size_bytes(&self) -> Option<u64> {
+        Some(self.source.len())
+    }
 
     fn range(&self, offset: u64, len: usize) -> Result<Block<'_>> {
         let end = check_range(self.path(), offset, len, self.size)?;

@@ -103,4 +103,10 @@ impl VirtualDisk for FlatDisk {
     fn release(&self, offset: u64, len: u64) {
         self.source.release(offset, len);
     }
+    fn vhd_footer(&self) -> Option<&Footer> {
+        self.footer.as_ref()
+    }
+    fn file_size_bytes(&self) -> Option<u64> {
+        Some(self.source.len())
+    }
 }

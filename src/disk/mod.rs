@@ -31,13 +31,18 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// A raw disk image: the file is the disk.
     Raw,
+    /// A fixed VHD: the disk's bytes, then a 512-byte footer.
     Fixed,
+    /// A dynamic VHD: blocks allocated as written, through a block allocation table.
     Dynamic,
+    /// A differencing VHD: a dynamic disk holding the sectors changed over a parent.
     Differencing,
 }
 
 impl Kind {
+    /// `raw`, `fixed`, `dynamic` or `differencing`.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Raw => "raw",
@@ -47,12 +52,19 @@ impl Kind {
         }
     }
 
+    /// The kind of a VHD footer's disk type.
     pub fn from_disk_type(t: DiskType) -> Kind {
         match t {
             DiskType::Fixed => Kind::Fixed,
             DiskType::Dynamic => Kind::Dynamic,
             DiskType::Differencing => Kind::Differencing,
         }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -112,6 +124,7 @@ impl Block<'_> {
 pub trait VirtualDisk: Send + Sync {
     /// The file this view was opened from (the leaf, for a chain).
     fn path(&self) -> &Path;
+    /// Raw, fixed, dynamic or differencing.
     fn kind(&self) -> Kind;
     /// The virtual size in bytes.
     fn size_bytes(&self) -> u64;
@@ -126,6 +139,16 @@ pub trait VirtualDisk: Send + Sync {
     fn release(&self, _offset: u64, _len: u64) {}
     /// The parent of a differencing disk.
     fn parent(&self) -> Option<&dyn VirtualDisk> {
+        None
+    }
+    /// The footer of this link when it is a VHD (`None`: raw, or a view
+    /// built over another disk).
+    fn vhd_footer(&self) -> Option<&crate::format::Footer> {
+        None
+    }
+    /// The length of the file this link was opened from (`None`: a view
+    /// built over another disk).
+    fn file_size_bytes(&self) -> Option<u64> {
         None
     }
 

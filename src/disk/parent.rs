@@ -24,6 +24,7 @@ pub const MAX_LOCATOR_BYTES: u64 = 64 * 1024;
 
 /// Where a parent may be looked for beyond the child's own folder.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ParentOptions {
     /// The parent of the top link (the file opened), used instead of its
     /// locators. Its unique id must still match.

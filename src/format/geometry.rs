@@ -5,8 +5,11 @@ use super::SECTOR_SIZE;
 /// Cylinders, heads and sectors per track, as stored in the footer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Geometry {
+    /// Cylinders.
     pub cylinders: u16,
+    /// Heads per cylinder.
     pub heads: u8,
+    /// Sectors per track (of 512 bytes).
     pub sectors_per_track: u8,
 }
 

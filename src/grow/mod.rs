@@ -26,9 +26,11 @@ use crate::{Error, Result};
 
 /// Options of `expand`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ExpandOptions {
     /// The flavor's root disk size in bytes.
     pub size: u64,
+    /// How partition 1 grows (Nova's rule by default).
     pub rule: GrowRule,
     /// Output format (dynamic by default).
     pub to: Target,
@@ -36,12 +38,33 @@ pub struct ExpandOptions {
     pub disk_only: bool,
     /// Write a differencing disk over the input holding only changed sectors.
     pub as_child: bool,
+    /// Block size of a dynamic output (an `as_child` delta over a VHD takes its parent's).
     pub block_size: u32,
+    /// Creator application of the output (see [`crate::ConvertOptions::creator`]).
     pub creator: String,
     /// Rename the output without fsync.
     pub no_sync: bool,
     /// Where the input's parents may be looked for.
     pub parents: disk::ParentOptions,
+}
+
+impl ExpandOptions {
+    /// Options to grow to `size` bytes the way Nova's XenAPI driver does:
+    /// partition 1 to the last sector, a dynamic output with 2 MiB blocks
+    /// and the default creator, synced, parents in the input's folder only.
+    pub fn new(size: u64) -> ExpandOptions {
+        ExpandOptions {
+            size,
+            rule: GrowRule::Nova,
+            to: Target::Dynamic,
+            disk_only: false,
+            as_child: false,
+            block_size: crate::format::header::DEFAULT_BLOCK_SIZE,
+            creator: crate::writer::DEFAULT_CREATOR.into(),
+            no_sync: false,
+            parents: disk::ParentOptions::default(),
+        }
+    }
 }
 
 /// Plans the expansion of `input` without writing anything (`--dry-run`).

@@ -1,10 +1,10 @@
 //! Partition tables (MBR with extended/logical partitions, and GPT): read
-//! them from a whole-disk [`Device`], and grow partition 1 to a grown disk the
+//! them from a whole-disk `Device`, and grow partition 1 to a grown disk the
 //! way Nova's XenAPI driver does for `auto_disk_config` (or the way
 //! cloud-utils' `growpart` does).
 //!
 //! Planning is separate from writing: [`plan_grow_partition`] reads the disk
-//! and returns the exact bytes to write as plain data; [`apply`] checks the
+//! and returns the exact bytes to write as plain data; `apply` checks the
 //! disk still holds what was planned against, writes, and reads the result
 //! back. Only 512-byte sectors are supported.
 //!
@@ -48,7 +48,9 @@ pub const MAX_LOGICAL_PARTITIONS: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TableKind {
+    /// An MBR (DOS) table.
     Mbr,
+    /// A GUID partition table.
     Gpt,
     /// No partition table (a bare filesystem, or nothing).
     None,
@@ -70,13 +72,16 @@ pub enum PartitionRole {
 
 /// One partition as a tool like `sfdisk --json` would show it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct PartitionInfo {
     /// 1-based, as Linux numbers it (MBR logical partitions from 5; GPT:
     /// entry index + 1, gaps kept).
     pub number: u32,
+    /// First sector.
     pub start_lba: u64,
     /// Inclusive.
     pub end_lba: u64,
+    /// Length in sectors.
     pub size_sectors: u64,
     /// MBR: the type byte in hex as sfdisk prints it ("83"); GPT: the type
     /// GUID, upper case.
@@ -89,17 +94,21 @@ pub struct PartitionInfo {
     pub unique_guid: Option<String>,
     /// GPT attribute bits.
     pub attributes: Option<u64>,
+    /// Primary, extended, logical or GPT.
     pub role: PartitionRole,
 }
 
 /// A partition table as read.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
 pub struct Table {
+    /// MBR, GPT, or none.
     pub kind: TableKind,
     /// Always 512.
     pub sector_size: u32,
     /// Sectors in the disk (its size in bytes / 512).
     pub disk_sectors: u64,
+    /// The partitions, in table order (MBR logical ones after the primaries).
     pub partitions: Vec<PartitionInfo>,
     /// MBR disk signature ("0x1234abcd") or GPT disk GUID.
     pub disk_id: Option<String>,
@@ -135,6 +144,7 @@ fn entry_field_offset(base: u64, index: usize, field: usize) -> u64 {
 /// Where the grown partition ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum GrowRule {
     /// Nova XenAPI: same start, end at the last sector of the disk (GPT: the
     /// last usable LBA).

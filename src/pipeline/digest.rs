@@ -30,15 +30,21 @@ use crate::{Error, Result};
 /// A digest algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Algo {
+    /// MD5 (Glance's `checksum`, Swift's ETag).
     Md5,
+    /// SHA-512 (Glance's `os_hash_value`).
     Sha512,
+    /// CRC-32 (IEEE), as `crc32` and gzip compute it.
     Crc32,
 }
 
 impl Algo {
+    /// Every algorithm.
     pub const ALL: [Algo; 3] = [Algo::Md5, Algo::Sha512, Algo::Crc32];
 
+    /// `md5`, `sha512` or `crc32`.
     pub fn name(self) -> &'static str {
         match self {
             Algo::Md5 => "md5",
@@ -78,12 +84,16 @@ impl Algo {
 
 /// The digests of one byte stream, hex (CRC32 as 8 hex digits).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Digests {
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// MD5, lower-case hex, when asked.
     pub md5: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// SHA-512, lower-case hex, when asked.
     pub sha512: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// CRC-32, 8 lower-case hex digits, when asked.
     pub crc32: Option<String>,
     /// Bytes digested.
     pub size: u64,

@@ -62,6 +62,7 @@ pub enum DataSource<'a> {
 
 /// Reports progress (bytes of output done).
 pub trait Progress: Sync {
+    /// `bytes` more bytes are done (called from worker threads).
     fn advance(&self, bytes: u64);
 }
 
@@ -81,7 +82,7 @@ fn feed_zeros(sink: &mut DigestSink<'_>, mut len: u64) {
 
 /// Writes `plan` into `out` (a new, empty file) and digests the bytes.
 /// The writes run on writer threads and their writeback starts as they land
-/// (see [`stage`]), so an fsync after this finds little left to do.
+/// (see `stage`), so an fsync after this finds little left to do.
 pub fn run(
     plan: &Plan,
     source: &DataSource<'_>,

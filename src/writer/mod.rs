@@ -36,20 +36,29 @@ pub const DEFAULT_CREATOR: &str = "win";
 /// Output formats of the writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Target {
+    /// A fixed VHD: the data, then the footer.
     Fixed,
+    /// A dynamic VHD: only data blocks stored.
     Dynamic,
+    /// A raw file, sparse where the disk reads as zero.
     Raw,
 }
 
 /// How [`write_disk`] writes.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WriteOptions {
+    /// The output format (dynamic by default).
     pub to: Target,
+    /// Block size of a dynamic output in bytes: a power of two (2 MiB by default).
     pub block_size: u32,
     /// Round the virtual size up to a multiple of this (at least 512 for VHD outputs).
     pub align: u64,
+    /// Creator application written in the footer: `win` (default), `tap`, `qemu`, `qem2`, `vpc`, `vs`, `d2v`, `CTXS`, `vbox`, `wa`.
     pub creator: String,
+    /// Digests of the output file to compute while it is written (none by default).
     pub digests: Vec<Algo>,
     /// Rename without fsync (`--no-sync`): see [`output`].
     pub no_sync: bool,
@@ -70,17 +79,27 @@ impl Default for WriteOptions {
 
 /// What a write produced.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Report {
     #[serde(serialize_with = "crate::format::path_json::path")]
+    /// The file read.
     pub input: PathBuf,
     #[serde(serialize_with = "crate::format::path_json::path")]
+    /// The file written.
     pub output: PathBuf,
+    /// What the input was.
     pub input_kind: Kind,
+    /// What the output is: `fixed`, `dynamic`, `raw` or `differencing`.
     pub output_kind: String,
+    /// The output's virtual size in bytes.
     pub virtual_size: u64,
+    /// The output file's length in bytes.
     pub file_size: u64,
+    /// The block size the output was planned in.
     pub block_size: u64,
+    /// Blocks written with data.
     pub data_blocks: u64,
+    /// Blocks left out because they read as zero.
     pub zero_blocks: u64,
     /// A differencing output only: its parent's virtual size.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,6 +109,7 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub beyond_parent_bytes: Option<u64>,
     #[serde(flatten)]
+    /// The digests asked for, of the output file's bytes, and its size.
     pub digests: Digests,
 }
 

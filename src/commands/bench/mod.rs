@@ -485,42 +485,43 @@ pub fn comparison_table(rows: &[Comparison]) -> String {
 ///
 /// Each stage runs in a child process of this binary, so its wall time,
 /// CPU time and peak resident memory are its own.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Args {
     /// Virtual size of the generated disk (K/M/G/T suffixes).
-    #[arg(long, default_value = "16G", value_parser = parse_size_arg)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "16G", value_parser = parse_size_arg))]
     pub size: u64,
     /// Share of its blocks holding data, at seeded random places: 30% or 0.3.
-    #[arg(long, default_value = "30%", value_parser = generate::parse_share)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "30%", value_parser = generate::parse_share))]
     pub allocated: f64,
     /// What the allocated blocks hold: random, text or zeros (written, so allocated).
-    #[arg(long, default_value = "random", value_parser = DataKind::parse)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "random", value_parser = DataKind::parse))]
     pub data: DataKind,
     /// Block size of the generated disk and of dynamic outputs.
-    #[arg(long, default_value = "2M", value_parser = parse_size_arg)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "2M", value_parser = parse_size_arg))]
     pub block_size: u64,
     /// Time this image (raw or any VHD, read only) instead of generating one.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub image: Option<PathBuf>,
     /// Where the temporary work folder goes (default: the current directory).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub dir: Option<PathBuf>,
     /// Also run the peers installed (qemu-img, md5sum, sha512sum, cp) and print ratios.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub compare: bool,
     /// Repeat over these sizes (comma-separated) and show how times grow.
-    #[arg(long, value_delimiter = ',', value_parser = parse_size_arg, conflicts_with = "image")]
+    #[cfg_attr(feature = "cli", arg(long, value_delimiter = ',', value_parser = parse_size_arg, conflicts_with = "image"))]
     pub sweep: Vec<u64>,
     /// Keep the work folder and generated disks.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub keep: bool,
     /// Runs per measurement, median taken (default 1, or 3 with --compare).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub reps: Option<usize>,
     /// Seed of the generated disk's block placement and data.
-    #[arg(long, default_value_t = generate::DEFAULT_SEED)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = generate::DEFAULT_SEED))]
     pub seed: u64,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub out: OutputArgs,
 }
 

@@ -8,7 +8,7 @@
 //! ([`targets`]), the flavor checks ([`flavor`]), the verdict. The rules
 //! are the pure [`crate::cloud`] layer's; this command does the reading
 //! (the one pass through [`crate::pipeline::digest`], the chain in
-//! [`chain`]) and the writing (the package, through [`crate::writer`]).
+//! `chain`) and the writing (the package, through [`crate::writer`]).
 
 mod chain;
 
@@ -35,13 +35,21 @@ use targets::{ChainLink, Facts, SegmentPlan, Target};
 
 /// What `preflight` is asked.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Options {
+    /// The cloud judged for (Glance by default).
     pub target: Target,
+    /// Flavors to check a boot on.
     pub flavors: Vec<Flavor>,
+    /// The hosts' hypervisor version, checked against `hypervisor_version_requires`.
     pub hypervisor_version: Option<String>,
+    /// The image name (default: the file name without its extension).
     pub name: Option<String>,
+    /// `min_ram` in MiB, as given (the lint judges it).
     pub min_ram: Option<String>,
+    /// `min_disk` in GiB, as given (raised to the virtual size if below it).
     pub min_disk: Option<String>,
+    /// Image properties, key and value.
     pub properties: Vec<(String, String)>,
     /// Simulate a boot request that asks for automatic disk config.
     pub request_auto_disk_config: bool,
@@ -53,6 +61,7 @@ pub struct Options {
     pub package: Option<PathBuf>,
     /// Rename the package into place without fsync.
     pub no_sync: bool,
+    /// How the structure is checked (where parents may be looked for).
     pub check: check::Options,
 }
 
@@ -90,14 +99,19 @@ pub enum InputKind {
 
 /// Structure: the `check` of every file, link by link.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Structure {
+    /// No error found.
     pub ok: bool,
+    /// The section's PASS/WARN/FAIL lines.
     pub lines: Vec<Line>,
+    /// `check`'s findings, every link.
     pub findings: Vec<Finding>,
 }
 
 /// The image record section.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct RecordSection {
     /// The record as Glance would hold it.
     pub record: ImageRecord,
@@ -107,6 +121,7 @@ pub struct RecordSection {
     pub command: String,
     /// The size each consumer reads (absent for a raw file).
     pub virtual_sizes: Option<VirtualSizes>,
+    /// The section's PASS/WARN/FAIL lines.
     pub lines: Vec<Line>,
 }
 
@@ -114,8 +129,10 @@ pub struct RecordSection {
 #[derive(Debug, Clone, Serialize)]
 pub struct Package {
     #[serde(serialize_with = "crate::format::path_json::path")]
+    /// The tarball written.
     pub path: PathBuf,
     #[serde(flatten)]
+    /// Its digests and size.
     pub digests: Digests,
 }
 
@@ -124,13 +141,18 @@ pub use crate::cloud::Verdict;
 
 /// Everything `preflight` found, in report order.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Report {
     #[serde(serialize_with = "crate::format::path_json::path")]
+    /// The image judged.
     pub image: PathBuf,
+    /// The cloud judged for.
     pub target: Target,
+    /// A file, a folder or a tarball.
     pub input: InputKind,
     /// raw, fixed, dynamic, differencing (of the file, or the chain's leaf).
     pub disk_type: Kind,
+    /// The structure section (`check`).
     pub structure: Structure,
     /// The Glance record (every target but azure).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -138,15 +160,22 @@ pub struct Report {
     /// What Azure needs (`--target azure`), in place of the record.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub azure: Option<targets::AzureUpload>,
+    /// The property lint.
     pub lint: Vec<Line>,
+    /// The target's rules.
     pub target_rules: Vec<Line>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// A XenServer chain's links.
     pub chain: Option<Vec<ChainLink>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Rackspace: the Swift segments of the upload.
     pub segments: Option<SegmentPlan>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// The XenServer tarball, when one was written.
     pub package: Option<Package>,
+    /// Each flavor's checks.
     pub flavors: Vec<FlavorReport>,
+    /// Ready, or not.
     pub verdict: Verdict,
 }
 
@@ -851,50 +880,57 @@ impl Report {
 /// property lint, the target rules with fixes, the Nova checks of each
 /// flavor, and a verdict. Exit status: 0 ready, 1 not ready (any FAIL),
 /// 2 could not run.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Args {
     /// The image file; for --target xenserver also a folder or tarball
     /// holding a chain 0.vhd (leaf) … n.vhd (base).
     pub image: PathBuf,
     /// Where it goes: glance, rackspace, xenserver or azure.
-    #[arg(long, default_value = "glance", value_parser = Target::parse)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "glance", value_parser = Target::parse))]
     pub target: Target,
     /// A flavor to boot on, NAME:RAM_MB:ROOT_GB (repeatable).
-    #[arg(long = "flavor", value_name = "NAME:RAM_MB:ROOT_GB", value_parser = Flavor::parse)]
+    #[cfg_attr(feature = "cli", arg(long = "flavor", value_name = "NAME:RAM_MB:ROOT_GB", value_parser = Flavor::parse))]
     pub flavors: Vec<Flavor>,
     /// The hosts' hypervisor version, checked against hypervisor_version_requires.
-    #[arg(long, value_name = "X.Y.Z")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "X.Y.Z"))]
     pub hypervisor_version: Option<String>,
     /// The image name (default: the file name without its extension).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub name: Option<String>,
     /// min_ram in MiB.
-    #[arg(long, value_name = "MB", allow_hyphen_values = true)]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "MB", allow_hyphen_values = true)
+    )]
     pub min_ram: Option<String>,
     /// min_disk in GiB (raised to the virtual size if below it).
-    #[arg(long, value_name = "GB", allow_hyphen_values = true)]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "GB", allow_hyphen_values = true)
+    )]
     pub min_disk: Option<String>,
     /// An image property KEY=VALUE (repeatable).
-    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = lint::parse_property)]
+    #[cfg_attr(feature = "cli", arg(long = "property", value_name = "KEY=VALUE", value_parser = lint::parse_property))]
     pub properties: Vec<(String, String)>,
     /// Simulate a boot request asking for automatic disk config.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub request_auto_disk_config: bool,
     /// Swift segment size for --target rackspace (K/M/G suffixes).
-    #[arg(long, default_value = "5G", value_parser = crate::report::parse_size_arg)]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "5G", value_parser = crate::report::parse_size_arg))]
     pub segment_size: u64,
     /// Swift container for the image object (segments go to CONTAINER_segments).
-    #[arg(long, default_value = "images")]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "images"))]
     pub container: String,
     /// --target xenserver: write the chain as a gzipped tarball here.
-    #[arg(long, value_name = "OUT.tgz")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "OUT.tgz"))]
     pub package: Option<PathBuf>,
     /// Rename the --package tarball into place without fsync (see README: Durability).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub no_sync: bool,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub parents: crate::report::ParentArgs,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub out: crate::report::OutputArgs,
 }
 
