@@ -23,7 +23,7 @@ use crate::{Error, Result};
 
 /// Bytes gathered before one write: page-aligned, whole-page writes spare the
 /// kernel from zeroing partial pages (a VHD's data is 512 bytes off pages).
-const STAGE_BYTES: usize = 4 << 20;
+const STAGE_BYTES: usize = 2 << 20;
 /// Writer threads (the machine's cores, at most this many).
 const MAX_WRITERS: usize = 4;
 const PAGE: usize = 4096;
@@ -53,11 +53,12 @@ impl<'scope, 'f: 'scope> Stage<'scope, 'f> {
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, MAX_WRITERS);
-        let (jobs, queue) = sync_channel::<Job>(n);
+        let (jobs, queue) = sync_channel::<Job>(1);
         let queue = Arc::new(Mutex::new(queue));
-        // Buffers: one per writer, one queued per writer, one being filled.
-        let (give, free) = sync_channel::<Vec<u8>>(2 * n + 1);
-        for _ in 0..2 * n {
+        // Buffers: one per writer, one queued, one being filled (resident
+        // memory stays small: (n + 2) × 2 MiB).
+        let (give, free) = sync_channel::<Vec<u8>>(n + 2);
+        for _ in 0..n + 1 {
             let _ = give.send(Vec::with_capacity(STAGE_BYTES));
         }
         let failed = Arc::new(Mutex::new(None));
