@@ -411,7 +411,8 @@ pub fn sparsify(
 
 /// Judges whether `image` is ready to upload to a cloud
 /// ([`PreflightOptions::target`]) and boot: its structure, the image record
-/// Glance would hold (with the MD5 and SHA-512 of the bytes uploaded), the
+/// Glance would hold (with the MD5 and SHA-512 of the bytes uploaded; for
+/// Azure, the upload's sizes and commands instead), the
 /// property lint, the target's rules and each flavor's checks, as PASS,
 /// WARN and FAIL lines and a verdict. Reads the image once; writes nothing
 /// but the XenServer package when [`PreflightOptions::package`] asks.
@@ -424,7 +425,8 @@ pub fn sparsify(
 /// # let vhd = dir.path().join("web.vhd");
 /// # vhdkit::convert(&vhdkit::open(&raw)?, &vhd, &vhdkit::ConvertOptions::default())?;
 /// let report = vhdkit::preflight(&vhd, &vhdkit::PreflightOptions::default())?;
-/// let record: &vhdkit::ImageRecord = &report.record.record;
+/// // Every target but Azure gets a Glance record (Azure: `report.azure`).
+/// let record: &vhdkit::ImageRecord = &report.record.as_ref().expect("glance").record;
 /// println!("{} {} md5={:?}", record.name, record.disk_format, record.checksum);
 /// # assert_eq!(record.name, "web");
 /// # assert_eq!(record.checksum.as_ref().map(String::len), Some(32));
