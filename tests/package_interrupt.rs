@@ -52,12 +52,12 @@ fn terminate(args: &[&str], ready: &dyn Fn() -> bool) -> Option<i32> {
     }
 }
 
-#[test]
-fn sigterm_stops_packing_and_leaves_nothing() {
-    let t = tempfile::tempdir().unwrap();
-    let raw = t.path().join("in.raw");
-    fs::write(&raw, pattern(3, 384 << 20)).unwrap();
-    let vhd = t.path().join("disk.vhd");
+/// A 384 MiB fixed VHD of patterned data named `name` in `dir` (made by
+/// `vhdkit convert`; large enough that each phase takes a while).
+fn fixed_vhd(dir: &Path, name: &str, seed: u8) -> std::path::PathBuf {
+    let raw = dir.join("in.raw");
+    fs::write(&raw, pattern(seed, 384 << 20)).unwrap();
+    let vhd = dir.join(name);
     let r = vhdkit(&[
         "convert".as_ref(),
         raw.as_os_str(),
@@ -68,6 +68,13 @@ fn sigterm_stops_packing_and_leaves_nothing() {
     ]);
     assert_eq!(r.code, 0, "{r:?}");
     fs::remove_file(&raw).unwrap();
+    vhd
+}
+
+#[test]
+fn sigterm_stops_packing_and_leaves_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let vhd = fixed_vhd(t.path(), "disk.vhd", 3);
     let before = fs::read(&vhd).unwrap();
     let tgz = t.path().join("out.tgz");
     let packing = || {
@@ -104,19 +111,7 @@ fn sigterm_stops_packing_and_leaves_nothing() {
 #[test]
 fn sigterm_stops_unpacking_a_tarball() {
     let t = tempfile::tempdir().unwrap();
-    let raw = t.path().join("in.raw");
-    fs::write(&raw, pattern(5, 384 << 20)).unwrap();
-    let vhd = t.path().join("0.vhd");
-    let r = vhdkit(&[
-        "convert".as_ref(),
-        raw.as_os_str(),
-        vhd.as_os_str(),
-        "--to".as_ref(),
-        "fixed".as_ref(),
-        "-q".as_ref(),
-    ]);
-    assert_eq!(r.code, 0, "{r:?}");
-    fs::remove_file(&raw).unwrap();
+    let vhd = fixed_vhd(t.path(), "0.vhd", 5);
     let tgz = t.path().join("chain.tgz");
     let made = Command::new("tar")
         .args([
